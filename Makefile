@@ -1,0 +1,48 @@
+# Human Protein Atlas course report: `make run` then `make test` on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PRESET ?= quick
+ARGS ?=
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export KERAS_BACKEND ?= tensorflow
+
+.DEFAULT_GOAL := help
+
+$(BIN)/hpa: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(BIN)/hpa
+
+.PHONY: help venv run test lint bench lab report report-pdf clean
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: $(BIN)/hpa ## create .venv and install the project (done by every target that needs it)
+
+run: $(BIN)/hpa ## the whole pipeline on the synthetic dataset (PRESET=quick; ARGS="-p epochs=3")
+	$(BIN)/hpa run --preset $(PRESET) $(ARGS)
+
+test: $(BIN)/hpa ## the test suite
+	$(BIN)/python -m pytest -q tests
+
+lint: $(BIN)/hpa ## ruff
+	$(BIN)/ruff check hpa_utils tests
+
+bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
+	$(BIN)/hpa bench $(ARGS)
+
+lab: $(BIN)/hpa ## JupyterLab on notebooks/ with the project's kernel
+	$(BIN)/python -m ipykernel install --sys-prefix --name hpa --display-name "Python (hpa)" >/dev/null
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+report: $(BIN)/hpa ## re-render the report of an existing run (PRESET=quick)
+	$(BIN)/hpa report --preset $(PRESET) $(ARGS)
+
+report-pdf: $(BIN)/hpa ## the report as PDF through headless Chromium
+	$(BIN)/hpa report --preset $(PRESET) --pdf $(ARGS)
+
+clean: ## remove runs, caches and generated data (keeps .venv)
+	rm -rf runs .cache data

@@ -1,0 +1,155 @@
+"""The decoded-image cache: decode each sample's four PNGs once, reuse them every epoch.
+
+Decoding four PNGs per sample every epoch is what limits the Kaggle kernels. Here
+a (split, size) pair is decoded once, in parallel threads, into one uint8 ``.npy``
+file (N, size, size, 4) that training memory-maps. A JSON manifest beside it records
+the Ids, the size and each source file's size and mtime; the cache is reused while
+the manifest matches the data and rebuilt when it does not.
+
+Atomicity: the array is written to a temporary file and renamed into place, and
+the manifest (the "this cache is complete" marker) is written last, also by
+rename. An interrupted build therefore never leaves a cache that looks valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import HPADataset, channel_paths, default_workers, load_sample
+from .errors import DataError
+
+CACHE_FORMAT_VERSION = 1
+
+
+def cache_files(cache_dir: str | Path, split: str, size: int) -> tuple[Path, Path]:
+    """Paths of the array and the manifest for ``(split, size)``."""
+    base = Path(cache_dir) / f"{split}_{int(size)}"
+    return base.with_suffix(".npy"), base.with_suffix(".json")
+
+
+def _signature(image_dir: Path, ids: list[str]) -> list[list[int]]:
+    """[size, mtime_ns] of every channel file, four per Id, in order."""
+    out = []
+    for sample_id in ids:
+        for path in channel_paths(image_dir, sample_id):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                raise DataError(f"{path}: channel file is missing") from None
+            out.append([stat.st_size, stat.st_mtime_ns])
+    return out
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cache_is_valid(npy: Path, manifest_path: Path, expected: dict) -> bool:
+    """True when the manifest exists, matches ``expected`` and the array has the right shape."""
+    if not (npy.is_file() and manifest_path.is_file()):
+        return False
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if any(manifest.get(key) != value for key, value in expected.items()):
+        return False
+    try:
+        array = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    size = expected["size"]
+    return array.dtype == np.uint8 and array.shape == (len(expected["ids"]), size, size, 4)
+
+
+def open_cache(
+    dataset: HPADataset,
+    split: str,
+    size: int,
+    cache_dir: str | Path,
+    workers: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """The decoded images of one split at one size, as a read-only memory map.
+
+    Builds the cache when it is missing or stale (Ids, size or any source file's
+    size/mtime changed); otherwise reuses it.
+
+    Args:
+        dataset: the opened dataset.
+        split: ``"train"`` or ``"test"``.
+        size: side in pixels.
+        cache_dir: where the cache lives (never inside the data directory).
+        workers: decoding threads (default: one per core).
+        progress: show a tqdm bar while building.
+
+    Returns:
+        ``np.memmap`` of shape (N, size, size, 4), uint8, rows in ``dataset.ids(split)`` order.
+
+    Raises:
+        DataError: a source image is missing or unreadable (nothing is left behind).
+    """
+    ids = dataset.ids(split)
+    image_dir = dataset.image_dir(split)
+    npy, manifest_path = cache_files(cache_dir, split, size)
+    expected = {
+        "version": CACHE_FORMAT_VERSION,
+        "size": int(size),
+        "ids": ids,
+        "files": _signature(image_dir, ids),
+    }
+    if not cache_is_valid(npy, manifest_path, expected):
+        build_cache(image_dir, ids, size, npy, manifest_path, expected, workers, progress)
+    return np.load(npy, mmap_mode="r")
+
+
+def build_cache(
+    image_dir: Path,
+    ids: list[str],
+    size: int,
+    npy: Path,
+    manifest_path: Path,
+    manifest: dict,
+    workers: int | None = None,
+    progress: bool = False,
+) -> float:
+    """Decode ``ids`` into ``npy`` atomically and write ``manifest``; returns samples/s."""
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    tmp = npy.with_name(f".{npy.name}.tmp-{os.getpid()}")
+    start = time.perf_counter()
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), size, size, 4))
+
+        def fill(index: int) -> None:
+            array[index] = load_sample(image_dir, ids[index], size)
+
+        with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+            results = pool.map(fill, range(len(ids)))
+            if progress:
+                from tqdm.auto import tqdm
+
+                results = tqdm(results, total=len(ids), desc=f"caching {image_dir.name} at {size}px", unit="img")
+            for _ in results:
+                pass
+        array.flush()
+        del array
+        manifest_path.unlink(missing_ok=True)
+        os.replace(tmp, npy)
+    finally:
+        tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    write_json_atomic(manifest_path, {**manifest, "build_seconds": round(seconds, 3)})
+    return len(ids) / max(seconds, 1e-9)

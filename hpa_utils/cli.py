@@ -1,0 +1,119 @@
+"""``hpa`` (and ``python -m hpa_utils``): thin subcommands over the library.
+
+Bad input exits non-zero with one line per problem and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import DataError
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import generate_dataset
+
+    summary = generate_dataset(
+        args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed,
+        workers=args.workers, progress=not args.quiet, overwrite=args.overwrite,
+    )
+    verb = "already complete" if summary.get("skipped") else f"written in {summary.get('seconds', 0):.1f} s"
+    print(f"{args.out}: {args.n_train} train + {args.n_test} test images at {args.size} px, {verb}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .dataset import validate_dataset
+
+    report = validate_dataset(args.data_dir, decode=not args.headers_only, workers=args.workers)
+    if report.ok:
+        print(report.summary())
+        return 0
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    print(f"{args.data_dir}: {len(report.problems)} problem(s) found", file=sys.stderr)
+    return 1
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import open_cache
+    from .config import cache_dir_for
+    from .dataset import open_dataset
+
+    dataset = open_dataset(args.data_dir)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else cache_dir_for(args.data_dir)
+    for split in args.splits:
+        if split == "test" and not dataset.test_ids:
+            continue
+        start = time.perf_counter()
+        array = open_cache(dataset, split, args.size, cache_dir, workers=args.workers, progress=not args.quiet)
+        seconds = time.perf_counter() - start
+        print(f"{split}: {array.shape[0]} samples at {args.size} px in {cache_dir} ({seconds:.1f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpa",
+        description="Human Protein Atlas course-report toolkit: data, training, notebooks and report.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="generate the HPA-like synthetic dataset (Kaggle layout)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created atomically)")
+    p.add_argument("--n-train", type=int, default=3000, help="training images (default 3000)")
+    p.add_argument("--n-test", type=int, default=1000, help="test images (default 1000)")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256; Kaggle: 512)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with other parameters")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("validate", help="check a Kaggle-layout dataset (train.csv, train/, test/)")
+    p.add_argument("data_dir", type=Path, help="folder holding train.csv and train/")
+    p.add_argument("--headers-only", action="store_true", help="check PNG headers only, do not decode")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("cache", help="decode a dataset once into the memory-mapped image cache")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--size", type=int, default=128, help="side in pixels (default 128)")
+    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    p.add_argument("--cache-dir", default=None, help="cache folder (default: .cache/ keyed by the data dir)")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_cache)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DataError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"hpa {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

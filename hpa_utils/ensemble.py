@@ -1,0 +1,303 @@
+"""Weighted ensembles of predicted probabilities, the shift sweep and the threshold study.
+
+The report (SPEC.md, "What the report did", items 5-6) weights each model by its
+validation macro F1 minus a shift of 0.34, averages the predicted probabilities
+with those weights and thresholds the average. This module computes the weights,
+the averages, the sweep over the shift and the tables that compare single models,
+ensembles and threshold choices.
+
+Numpy/pandas only; nothing here reads files: callers pass arrays in. Probabilities
+are (N, C) arrays; a set of models is a dict ``name -> (N, C) array``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .metrics import DEFAULT_THRESHOLD_GRID, best_global_threshold, binarize, fit_per_class_thresholds, macro_f1
+
+#: The report's shift: weight = validation F1 - 0.34.
+DEFAULT_SHIFT = 0.34
+#: Shifts swept by :func:`shift_sweep`: 0.30, 0.31, ..., 0.40 (0.34 and 0.36 exactly).
+DEFAULT_SHIFTS = np.round(np.arange(0.30, 0.401, 0.01), 2)
+
+Probabilities = Mapping[str, np.ndarray] | Sequence[np.ndarray]
+
+
+def _f1_series(f1_scores: Mapping[str, float] | pd.Series | Sequence[float]) -> tuple[pd.Series, bool]:
+    """F1 scores as a float Series, and whether the input carried model names."""
+    if isinstance(f1_scores, pd.Series):
+        series, named = f1_scores.astype(np.float64), True
+    elif isinstance(f1_scores, Mapping):
+        series, named = pd.Series(dict(f1_scores), dtype=np.float64), True
+    else:
+        values = np.asarray(f1_scores, dtype=np.float64).ravel()
+        series, named = pd.Series(values, index=[f"model {i}" for i in range(values.size)]), False
+    if series.empty:
+        raise ValueError("no model F1 scores were given: at least one model is required")
+    bad = series.index[~np.isfinite(series.to_numpy())]
+    if len(bad):
+        raise ValueError(f"F1 scores must be finite numbers; not finite for: {', '.join(map(str, bad))}")
+    return series, named
+
+
+def weights_from_f1(
+    f1_scores: Mapping[str, float] | pd.Series | Sequence[float], shift: float = DEFAULT_SHIFT
+) -> np.ndarray | pd.Series:
+    """Ensemble weights as the report computed them: weight = F1 - shift, negatives clipped to 0.
+
+    A warning names every model whose weight was clipped.
+
+    Args:
+        f1_scores: validation macro F1 per model: a dict or Series ``name -> F1``, or a sequence.
+        shift: subtracted from every F1 (the report used 0.34).
+
+    Returns:
+        A Series indexed by model name (same order) for dict/Series input, else an ndarray.
+
+    Raises:
+        ValueError: every weight is zero (the shift is at or above every model's F1).
+    """
+    series, named = _f1_series(f1_scores)
+    raw = series - float(shift)
+    if not (raw > 0).any():
+        raise ValueError(
+            f"shift {shift} is at or above every model's F1 (highest {series.max():.4f}): "
+            "all ensemble weights would be zero; use a smaller shift"
+        )
+    clipped = raw.index[raw < 0]
+    if len(clipped):
+        warnings.warn(
+            f"F1 below the shift {shift}: weight clipped to 0 for {', '.join(map(str, clipped))}",
+            UserWarning,
+            stacklevel=2,
+        )
+    weights = raw.clip(lower=0.0)
+    return weights if named else weights.to_numpy()
+
+
+def _aligned(probabilities: Probabilities, weights) -> tuple[list, list[np.ndarray], np.ndarray]:
+    """Model names, their arrays and their weights in one order; checks shapes and weights."""
+    if isinstance(probabilities, Mapping):
+        names, arrays = list(probabilities), [np.asarray(p) for p in probabilities.values()]
+    else:
+        arrays = [np.asarray(p) for p in probabilities]
+        names = [f"model {i}" for i in range(len(arrays))]
+    if not arrays:
+        raise ValueError("no model probabilities were given: at least one model is required")
+    if isinstance(weights, Mapping) and not isinstance(probabilities, Mapping):
+        raise ValueError("weights by name need probabilities by name (a dict); else give a sequence of weights")
+    if isinstance(weights, Mapping | pd.Series) and isinstance(probabilities, Mapping):
+        weights = pd.Series(weights, dtype=np.float64)
+        missing = [n for n in names if n not in weights.index]
+        if missing:
+            raise ValueError(f"no weight given for model(s) {', '.join(map(str, missing))}")
+        unknown = [n for n in weights.index if n not in probabilities and weights[n] != 0]
+        if unknown:
+            raise ValueError(f"weight given for model(s) without probabilities: {', '.join(map(str, unknown))}")
+        weights = weights.reindex(names)
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    if weights.size != len(arrays):
+        raise ValueError(f"got {weights.size} weights for {len(arrays)} models")
+    if not np.all(np.isfinite(weights)) or (weights < 0).any():
+        raise ValueError(f"weights must be finite and >= 0, got {weights.tolist()}")
+    if weights.sum() <= 0:
+        raise ValueError("the weights sum to zero: at least one model needs a positive weight")
+    reference = arrays[0].shape
+    for name, array in zip(names, arrays, strict=True):
+        if array.ndim != 2 or array.shape != reference:
+            raise ValueError(
+                f"probabilities of {name} have shape {array.shape}; expected (samples, classes) = {reference}"
+            )
+    return names, arrays, weights
+
+
+def weighted_mean(probabilities: Probabilities, weights) -> np.ndarray:
+    """Weighted average of the models' predicted probabilities; weights are normalised by their sum.
+
+    Args:
+        probabilities: dict ``name -> (N, C)`` or a list of (N, C) arrays.
+        weights: one weight >= 0 per model: a dict/Series by name (for dict probabilities) or a
+            sequence in the models' order. Models with weight 0 do not contribute.
+
+    Raises:
+        ValueError: shapes differ (the message names the model), or the weights are invalid.
+    """
+    _, arrays, weights = _aligned(probabilities, weights)
+    total = np.zeros(arrays[0].shape, dtype=np.float64)
+    for array, weight in zip(arrays, weights, strict=True):
+        if weight > 0:
+            total += weight * array
+    return total / weights.sum()
+
+
+def equal_weight_mean(probabilities: Probabilities) -> np.ndarray:
+    """Plain average of the models' probabilities (the report's 32-model ensemble)."""
+    count = len(probabilities)
+    return weighted_mean(probabilities, np.ones(count))
+
+
+def model_f1_scores(probabilities: Mapping[str, np.ndarray], y_true: np.ndarray, threshold=0.5) -> pd.Series:
+    """Macro F1 of each model at ``threshold`` (one number or one per class), as a Series by name."""
+    return pd.Series(
+        {name: macro_f1(y_true, binarize(p, threshold)) for name, p in probabilities.items()}, dtype=np.float64
+    )
+
+
+def shift_sweep(
+    val_probs: Mapping[str, np.ndarray],
+    val_f1: Mapping[str, float] | pd.Series,
+    y_val: np.ndarray,
+    shifts: Sequence[float] = DEFAULT_SHIFTS,
+    threshold: float | np.ndarray = 0.5,
+    extra_sets: Mapping[str, tuple[Mapping[str, np.ndarray], np.ndarray]] | None = None,
+) -> pd.DataFrame:
+    """Macro F1 of the F1-minus-shift ensemble for each shift, on validation and on extra labelled sets.
+
+    The weights always come from ``val_f1`` (validation only); ``extra_sets`` (e.g. ``{"public": (probs,
+    y), "private": (probs, y)}``) are only scored. Shifts at which every weight is zero give a row of NaN.
+
+    Returns:
+        DataFrame with columns ``shift``, ``n_models`` (models with nonzero weight), ``val_f1`` and
+        ``<set>_f1`` per extra set, one row per shift (rounded to 6 decimals, so 0.34 is exactly 0.34).
+    """
+    f1, _ = _f1_series(val_f1)
+    names = list(val_probs)
+    missing = [n for n in names if n not in f1.index]
+    if missing:
+        raise ValueError(f"no validation F1 given for model(s) {', '.join(map(str, missing))}")
+    f1 = f1.reindex(names)
+    extra_sets = dict(extra_sets or {})
+    if "val" in extra_sets:
+        raise ValueError("'val' is the validation set's name; give the extra sets other names")
+    sets = {"val": (val_probs, y_val), **extra_sets}
+    rows = []
+    for shift in np.round(np.asarray(shifts, dtype=np.float64), 6):
+        row = {"shift": float(shift)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                weights = weights_from_f1(f1, shift)
+            except ValueError:
+                weights = None
+        row["n_models"] = 0 if weights is None else int((weights > 0).sum())
+        for set_name, (probs, y) in sets.items():
+            if weights is None:
+                row[f"{set_name}_f1"] = math.nan
+                continue
+            used = weights[weights > 0]
+            absent = [n for n in used.index if n not in probs]
+            if absent:
+                raise ValueError(f"set {set_name!r} has no probabilities for model(s) {', '.join(map(str, absent))}")
+            mean = weighted_mean({n: probs[n] for n in used.index}, used)
+            row[f"{set_name}_f1"] = macro_f1(y, binarize(mean, threshold))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def select_models(
+    val_f1: Mapping[str, float] | pd.Series, k: int | None = None, min_f1: float | None = None
+) -> list[str]:
+    """Choose ensemble members from their validation F1 alone.
+
+    Selection never looks at test labels (public/private): choosing members by their test score would
+    make that score optimistic. Keeps the ``k`` best by validation F1 and/or those with F1 >= ``min_f1``.
+
+    Returns:
+        Model names, best validation F1 first (ties keep the input order).
+    """
+    if k is None and min_f1 is None:
+        raise ValueError("give k (keep the k best models) and/or min_f1 (keep models with F1 >= min_f1)")
+    if k is not None and k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    f1, _ = _f1_series(val_f1)
+    ranked = f1.iloc[np.argsort(-f1.to_numpy(), kind="stable")]
+    if min_f1 is not None:
+        ranked = ranked[ranked >= min_f1]
+    if k is not None:
+        ranked = ranked.iloc[:k]
+    return list(ranked.index)
+
+
+def compare_models(
+    probs: Mapping[str, Mapping[str, np.ndarray]],
+    labels: Mapping[str, np.ndarray],
+    ensembles: Mapping[str, Mapping[str, float] | pd.Series] | None = None,
+    threshold: float | np.ndarray = 0.5,
+) -> pd.DataFrame:
+    """Macro F1 of every single model and of every ensemble on every split, at one threshold.
+
+    Args:
+        probs: ``split -> {model name -> (N, C) probabilities}``, e.g. splits "val", "public", "private".
+        labels: ``split -> (N, C)`` true labels, for every split in ``probs``.
+        ensembles: ``ensemble name -> {model name -> weight}``; models left out weigh 0.
+            Use ``{m: 1 for m in models}`` for an equal-weight ensemble.
+        threshold: one number or one per class, applied to every row.
+
+    Returns:
+        DataFrame with columns ``name``, ``kind`` ("model"/"ensemble"), ``n_models`` and ``<split>_f1``;
+        a model absent from a split scores NaN there.
+    """
+    missing = [s for s in probs if s not in labels]
+    if missing:
+        raise ValueError(f"no labels given for split(s) {', '.join(missing)}")
+    model_names = list(dict.fromkeys(name for split in probs.values() for name in split))
+    rows = []
+    for name in model_names:
+        row = {"name": name, "kind": "model", "n_models": 1}
+        for split, split_probs in probs.items():
+            f1 = macro_f1(labels[split], binarize(split_probs[name], threshold)) if name in split_probs else math.nan
+            row[f"{split}_f1"] = f1
+        rows.append(row)
+    for name, weights in (ensembles or {}).items():
+        weights = pd.Series(weights, dtype=np.float64)
+        weights = weights[weights != 0]
+        row = {"name": name, "kind": "ensemble", "n_models": int(weights.size)}
+        for split, split_probs in probs.items():
+            absent = [m for m in weights.index if m not in split_probs]
+            if absent:
+                raise ValueError(f"ensemble {name!r}: split {split!r} has no probabilities for {', '.join(absent)}")
+            mean = weighted_mean({m: split_probs[m] for m in weights.index}, weights)
+            row[f"{split}_f1"] = macro_f1(labels[split], binarize(mean, threshold))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def threshold_study(
+    y_val_fit: np.ndarray,
+    p_val_fit: np.ndarray,
+    y_holdout: np.ndarray,
+    p_holdout: np.ndarray,
+    grid: np.ndarray = DEFAULT_THRESHOLD_GRID,
+) -> pd.DataFrame:
+    """Compare threshold choices fitted on one set and scored on held-out data.
+
+    Rows: (a) the fixed global 0.5; (b) the best single global threshold fitted on the fit set;
+    (c) per-class thresholds fitted on the fit set. A large ``fit_f1 - holdout_f1`` gap for (c) is the
+    per-class thresholds overfitting the fit set.
+
+    Returns:
+        DataFrame with columns ``method``, ``thresholds`` (a description), ``fit_f1``, ``holdout_f1`` and
+        ``gap``; ``attrs["global_threshold"]`` and ``attrs["per_class_thresholds"]`` hold the fitted values.
+    """
+    global_t, _ = best_global_threshold(y_val_fit, p_val_fit, grid)
+    per_class = fit_per_class_thresholds(y_val_fit, p_val_fit, grid)
+    choices = [
+        ("fixed 0.5", "0.50", 0.5),
+        ("best global (fitted)", f"{global_t:.2f}", global_t),
+        ("per-class (fitted)", f"per class, {per_class.min():.2f}-{per_class.max():.2f}", per_class),
+    ]
+    rows = []
+    for method, text, thresholds in choices:
+        fit = macro_f1(y_val_fit, binarize(p_val_fit, thresholds))
+        holdout = macro_f1(y_holdout, binarize(p_holdout, thresholds))
+        rows.append({"method": method, "thresholds": text, "fit_f1": fit, "holdout_f1": holdout, "gap": fit - holdout})
+    table = pd.DataFrame(rows)
+    table.attrs["global_threshold"] = global_t
+    table.attrs["per_class_thresholds"] = per_class
+    return table
