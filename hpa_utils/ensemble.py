@@ -19,7 +19,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import DEFAULT_THRESHOLD_GRID, best_global_threshold, binarize, fit_per_class_thresholds, macro_f1
+from .metrics import (
+    DEFAULT_THRESHOLD_GRID,
+    best_global_threshold,
+    binarize,
+    fit_per_class_thresholds,
+    macro_f1,
+)
 
 #: The report's shift: weight = validation F1 - 0.34.
 DEFAULT_SHIFT = 0.34
@@ -91,7 +97,9 @@ def _aligned(probabilities: Probabilities, weights) -> tuple[list, list[np.ndarr
     if not arrays:
         raise ValueError("no model probabilities were given: at least one model is required")
     if isinstance(weights, Mapping) and not isinstance(probabilities, Mapping):
-        raise ValueError("weights by name need probabilities by name (a dict); else give a sequence of weights")
+        raise ValueError(
+            "weights by name need probabilities by name (a dict); else give a sequence of weights"
+        )
     if isinstance(weights, Mapping | pd.Series) and isinstance(probabilities, Mapping):
         weights = pd.Series(weights, dtype=np.float64)
         missing = [n for n in names if n not in weights.index]
@@ -99,7 +107,9 @@ def _aligned(probabilities: Probabilities, weights) -> tuple[list, list[np.ndarr
             raise ValueError(f"no weight given for model(s) {', '.join(map(str, missing))}")
         unknown = [n for n in weights.index if n not in probabilities and weights[n] != 0]
         if unknown:
-            raise ValueError(f"weight given for model(s) without probabilities: {', '.join(map(str, unknown))}")
+            raise ValueError(
+                f"weight given for model(s) without probabilities: {', '.join(map(str, unknown))}"
+            )
         weights = weights.reindex(names)
     weights = np.asarray(weights, dtype=np.float64).ravel()
     if weights.size != len(arrays):
@@ -145,7 +155,8 @@ def equal_weight_mean(probabilities: Probabilities) -> np.ndarray:
 def model_f1_scores(probabilities: Mapping[str, np.ndarray], y_true: np.ndarray, threshold=0.5) -> pd.Series:
     """Macro F1 of each model at ``threshold`` (one number or one per class), as a Series by name."""
     return pd.Series(
-        {name: macro_f1(y_true, binarize(p, threshold)) for name, p in probabilities.items()}, dtype=np.float64
+        {name: macro_f1(y_true, binarize(p, threshold)) for name, p in probabilities.items()},
+        dtype=np.float64,
     )
 
 
@@ -193,7 +204,9 @@ def shift_sweep(
             used = weights[weights > 0]
             absent = [n for n in used.index if n not in probs]
             if absent:
-                raise ValueError(f"set {set_name!r} has no probabilities for model(s) {', '.join(map(str, absent))}")
+                raise ValueError(
+                    f"set {set_name!r} has no probabilities for model(s) {', '.join(map(str, absent))}"
+                )
             mean = weighted_mean({n: probs[n] for n in used.index}, used)
             row[f"{set_name}_f1"] = macro_f1(y, binarize(mean, threshold))
         rows.append(row)
@@ -251,7 +264,11 @@ def compare_models(
     for name in model_names:
         row = {"name": name, "kind": "model", "n_models": 1}
         for split, split_probs in probs.items():
-            f1 = macro_f1(labels[split], binarize(split_probs[name], threshold)) if name in split_probs else math.nan
+            f1 = (
+                macro_f1(labels[split], binarize(split_probs[name], threshold))
+                if name in split_probs
+                else math.nan
+            )
             row[f"{split}_f1"] = f1
         rows.append(row)
     for name, weights in (ensembles or {}).items():
@@ -261,7 +278,9 @@ def compare_models(
         for split, split_probs in probs.items():
             absent = [m for m in weights.index if m not in split_probs]
             if absent:
-                raise ValueError(f"ensemble {name!r}: split {split!r} has no probabilities for {', '.join(absent)}")
+                raise ValueError(
+                    f"ensemble {name!r}: split {split!r} has no probabilities for {', '.join(absent)}"
+                )
             mean = weighted_mean({m: split_probs[m] for m in weights.index}, weights)
             row[f"{split}_f1"] = macro_f1(labels[split], binarize(mean, threshold))
         rows.append(row)
@@ -296,7 +315,9 @@ def threshold_study(
     for method, text, thresholds in choices:
         fit = macro_f1(y_val_fit, binarize(p_val_fit, thresholds))
         holdout = macro_f1(y_holdout, binarize(p_holdout, thresholds))
-        rows.append({"method": method, "thresholds": text, "fit_f1": fit, "holdout_f1": holdout, "gap": fit - holdout})
+        rows.append(
+            {"method": method, "thresholds": text, "fit_f1": fit, "holdout_f1": holdout, "gap": fit - holdout}
+        )
     table = pd.DataFrame(rows)
     table.attrs["global_threshold"] = global_t
     table.attrs["per_class_thresholds"] = per_class

@@ -79,7 +79,9 @@ def _check_rates(rates: Sequence[float], count: int, what: str) -> tuple[float, 
 
 
 def _conv(x, filters: int, kernel_size: int, name: str, strides: int = 1):
-    return layers.Conv2D(filters, kernel_size, strides=strides, padding="valid", activation="relu", name=name)(x)
+    return layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="valid", activation="relu", name=name
+    )(x)
 
 
 def build_baseline(

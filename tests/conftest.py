@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny hand-made Kaggle-layout dataset, and the real 40-Id sample."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hpa-sample"
+CHANNELS = ("red", "green", "blue", "yellow")
+
+
+def write_tiny_dataset(root: Path, n: int = 6, size: int = 64, seed: int = 0, test: int = 0) -> Path:
+    """A Kaggle-layout folder with ``n`` train Ids of random 8-bit PNGs (and ``test`` test Ids)."""
+    rng = np.random.default_rng(seed)
+    (root / "train").mkdir(parents=True)
+    rows = ["Id,Target"]
+    for i in range(n):
+        sample_id = f"id{i:03d}"
+        for channel in CHANNELS:
+            cv2.imwrite(str(root / "train" / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8))
+        rows.append(f"{sample_id},{i % 28} {(i + 3) % 28}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    if test:
+        (root / "test").mkdir()
+        sub = ["Id,Predicted"]
+        for i in range(test):
+            sample_id = f"test{i:03d}"
+            for channel in CHANNELS:
+                cv2.imwrite(str(root / "test" / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8))
+            sub.append(f"{sample_id},0")
+        (root / "sample_submission.csv").write_text("\n".join(sub) + "\n")
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return write_tiny_dataset(tmp_path / "data", test=2)
+
+
+@pytest.fixture
+def real_sample() -> Path:
+    if not (REAL_SAMPLE / "train.csv").is_file():
+        pytest.skip(f"real HPA sample not found at {REAL_SAMPLE}")
+    return REAL_SAMPLE
