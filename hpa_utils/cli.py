@@ -61,6 +61,30 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_table, run_benchmark
+
+    log = (lambda line: None) if args.json else print
+    result = run_benchmark(
+        data_dir=args.data_dir, work_dir=args.work_dir, image_size=args.size, n_images=args.n_images,
+        batch_size=args.batch_size, rounds=args.rounds, variant=args.variant, workers=args.workers, log=log,
+    )
+    if args.json:
+        import json
+
+        print(json.dumps(result, indent=1))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .submission import format_score, score_submission
+
+    print(format_score(score_submission(args.submission, args.solution)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpa",
@@ -93,6 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("bench", help="training throughput: in-memory vs this pipeline vs a Kaggle-kernel generator")
+    p.add_argument("--data-dir", type=Path, default=None, help="512-px Kaggle-layout data (default: synthetic)")
+    p.add_argument("--work-dir", type=Path, default=Path(".cache/bench"), help="generated data and cache")
+    p.add_argument("--size", type=int, default=128, help="model input side (default 128)")
+    p.add_argument("--n-images", type=int, default=320, help="images per epoch (default 320)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    p.add_argument("--variant", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="pipeline threads (default 2)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("score", help="macro F1 of a submission on the public and private parts")
+    p.add_argument("submission", type=Path, help="submission.csv (Id,Predicted)")
+    p.add_argument("solution", type=Path, help="solution.csv (Id,Target,Usage)")
+    p.set_defaults(func=cmd_score)
 
     return parser
 

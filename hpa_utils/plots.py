@@ -225,16 +225,18 @@ def plot_class_counts(
     ax.barh(y, series.to_numpy(), color=sns.color_palette(_PALETTE)[0], label=label)
     ax.set_xscale("log")
     top = max(series.max(), 1.0)
+    text_at = np.maximum(series.to_numpy(), 0.8)
     if reference is not None:
         ref = _as_counts(reference, "reference").reindex(order)
         shown = ref.to_numpy() > 0
         ax.scatter(ref.to_numpy()[shown], y[shown], marker="D", s=28, color="black", zorder=3,
                    label=reference_label)
         top = max(top, ref.max())
+        text_at = np.maximum(text_at, ref.to_numpy())
         ax.legend(loc="lower right")
     ax.set_xlim(0.8, top * 4)
-    for yi, value in zip(y, series.to_numpy(), strict=True):
-        ax.text(max(value, 0.8) * 1.08, yi, f"{value:,.0f}", va="center", fontsize=9)
+    for yi, value, x in zip(y, series.to_numpy(), text_at, strict=True):
+        ax.text(x * 1.15, yi, f"{value:,.0f}", va="center", fontsize=9)
     ax.set_yticks(y, [_class_label(i) for i in order])
     ax.invert_yaxis()
     ax.set_ylim(NUM_CLASSES - 0.4, -0.6)
@@ -329,6 +331,7 @@ def plot_cooccurrence(
     mask = np.eye(NUM_CLASSES, dtype=bool) | empty[:, None] | empty[None, :] | ~np.isfinite(values)
     values, mask = values[np.ix_(ids, ids)], mask[np.ix_(ids, ids)]
     labels = [_class_label(i) for i in ids]
+    row_labels = [f"{label} (n={per_class[i]:,.0f})" for label, i in zip(labels, ids, strict=True)]
 
     fig, ax = plt.subplots(figsize=(12, 11), layout="constrained")
     ax.set_facecolor("#d9d9d9")
@@ -338,7 +341,7 @@ def plot_cooccurrence(
         annot = np.where(mask | (np.nan_to_num(values) < threshold), "",
                          np.vectorize(lambda v: fmt.format(v).removeprefix("0"))(np.nan_to_num(values)))
     sns.heatmap(
-        pd.DataFrame(values, index=labels, columns=labels), mask=mask, ax=ax, cmap=cmap, norm=norm,
+        pd.DataFrame(values, index=row_labels, columns=labels), mask=mask, ax=ax, cmap=cmap, norm=norm,
         vmin=vmin, vmax=vmax, square=True, linewidths=0.5, linecolor="white",
         annot=annot, fmt="", annot_kws={"fontsize": 9},
         cbar_kws={"label": cbar_label, "shrink": 0.6},
@@ -435,7 +438,7 @@ def plot_montage(
         side = min(3.0, 12.0 / ncols)
         fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, (side + 0.6) * nrows),
                                  layout="constrained", squeeze=False)
-        width = max(18, int(side * 9))
+        width = max(18, int(side * 12))
         for k, ax in enumerate(axes.flat):
             ax.set_axis_off()
             if k < n:
@@ -448,7 +451,7 @@ def plot_montage(
     fig = plt.figure(figsize=(10, 2.9 * n + (0.4 if title else 0)), layout="constrained")
     rows = fig.subfigures(n, 1, squeeze=False)[:, 0]
     for image, text, sub in zip(images, texts, rows, strict=True):
-        sub.suptitle(_wrap(text, 110), fontsize=10.5, fontweight="normal")
+        sub.suptitle(_wrap(text, 100), fontsize=10.8, fontweight="bold")
         axes = sub.subplots(1, 4)
         for c, (channel, ax) in enumerate(zip(CHANNELS, axes, strict=True)):
             name, _, end = _CHANNEL_INFO[channel]
@@ -618,15 +621,22 @@ def plot_training_curves(histories, title: str = "Training curves") -> Figure:
             axes[1, 1].plot(history["epoch"], history["val_macro_f1"], color=color, linestyle="--",
                             marker=marker, markersize=4, markerfacecolor="white")
         handles.append(Line2D([], [], color=color, marker=marker, label=str(name)))
+    first = min(h["epoch"].min() for h in histories.values())
+    last = max(h["epoch"].max() for h in histories.values())
+    axes[0, 0].set_xlim(first - 0.5, last + 0.5)  # the x axis is shared by all four panels
     for ax, _, panel_title, ylabel in panels:
         ax.set_title(panel_title)
         ax.set_ylabel(ylabel)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if last - first < 10:  # short runs (even 1 epoch): a tick per epoch
+            ax.set_xticks(np.arange(int(first), int(last) + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[1]:
         ax.set_xlabel("epoch")
         ax.tick_params(axis="x", labelbottom=True)
     for ax in axes[0]:
         ax.set_xlabel("epoch")
+        ax.tick_params(axis="x", labelbottom=True)
     if exact:
         axes[1, 1].legend(handles=[
             Line2D([], [], color="grey", label="Keras F1 (batch mean)"),
@@ -687,7 +697,8 @@ def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per
         ax.set_xlabel("model")
         ax.grid(axis="x", visible=False)
         if has_stage:
-            ax.legend(handles=[Patch(color=colors[s], label=_STAGES.get(s, s)) for s in stages])
+            ax.legend(handles=[Patch(color=colors[s], label=_STAGES.get(s, s)) for s in stages],
+                      title="stage", loc="upper left")
         top = np.nanmax(values)
     if has_stage and "base" in table.columns:
         ax.legend(title="stage", ncol=min(len(stages), 4), loc="upper left")
@@ -698,7 +709,9 @@ def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per
 
 
 @_styled
-def plot_stage_heatmap(table: pd.DataFrame, title: str = "Validation macro F1: base variant x stage") -> Figure:
+def plot_stage_heatmap(
+    table: pd.DataFrame, title: str = "Validation macro F1: base variant x stage"
+) -> Figure:
     """Annotated heatmap of validation macro F1, base variants (rows) by stage (columns).
 
     Args:
@@ -755,20 +768,26 @@ def plot_shift_sweep(
     columns = [c for c in ("val_f1", "public_f1", "private_f1") if c in df.columns]
     columns += [c for c in df.columns if c.endswith("_f1") and c not in columns]
     if not columns:
-        raise ValueError(f"df needs at least one score column ending in _f1 (e.g. val_f1); it has {list(df.columns)}")
+        raise ValueError(
+            f"df needs at least one score column ending in _f1 (e.g. val_f1); it has {list(df.columns)}"
+        )
     data = df.sort_values("shift")
     fig, ax = plt.subplots(figsize=(10, 5.5), layout="constrained")
     marker = "o" if len(data) <= 30 else None
     for color, column in zip(_palette(len(columns)), columns, strict=True):
         ax.plot(data["shift"], data[column], marker=marker, markersize=4, color=color,
                 label=_SERIES_LABELS.get(column, column))
-    for shift in marked_shifts:
-        ax.axvline(shift, color="black", linestyle=":", linewidth=1.2)
-        ax.annotate(f"shift {shift:g}", (shift, 1), xycoords=("data", "axes fraction"),
-                    xytext=(3, -3), textcoords="offset points", va="top", fontsize=9.5)
+    label_box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
+    for k, shift in enumerate(marked_shifts):
+        ax.axvline(shift, color="black", linestyle=":", linewidth=1.2,
+                   label="marked shifts" if k == 0 else None)
+        ax.annotate(f"shift {shift:g}", (shift, 1), xycoords=("data", "axes fraction"), rotation=90,
+                    xytext=(-2, -4), textcoords="offset points", ha="right", va="top", fontsize=9.5,
+                    bbox=label_box)
+    ax.margins(y=0.2)
     ax.set_xlabel("shift subtracted from validation F1")
     ax.set_ylabel("macro F1")
-    ax.legend(loc="lower left")
+    ax.legend(loc="best")
     ax.set_title(title)
     return fig
 
@@ -796,30 +815,35 @@ def plot_ensemble_comparison(df: pd.DataFrame, title: str = "Single models vs en
         raise ValueError(f"kind must be 'single' or 'ensemble', got {sorted(kinds - {'single', 'ensemble'})}")
     names = [_wrap(n, 34) for n in _row_names(df, ("name", "model"))]
     is_ensemble = (df["kind"].astype(str) == "ensemble").to_numpy()
-    n = len(df)
-    height = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(10, max(4, 0.28 * n * len(metrics) + 0.3 * n + 1.8)), layout="constrained")
-    y = np.arange(n)
+    values = df[metrics].to_numpy(dtype=float)
+    # Each row gets one bar slot per score it has (a single model often has validation only).
+    slots = np.maximum(np.isfinite(values).sum(axis=1), 1)
+    gap = 0.7
+    ends = np.cumsum(slots + gap)
+    starts = ends - slots - gap / 2
+    centers = starts + slots / 2
+    fig, ax = plt.subplots(figsize=(10, max(3.5, 0.27 * ends[-1] + 1.6)), layout="constrained")
     for k in np.flatnonzero(is_ensemble):
-        ax.axhspan(k - 0.5, k + 0.5, color="#fff2b3", zorder=0)
-    for k, (color, metric) in enumerate(zip(_palette(len(metrics)), metrics, strict=True)):
-        values = df[metric].to_numpy(dtype=float)
-        bars = ax.barh(y + (k - (len(metrics) - 1) / 2) * height, np.nan_to_num(values), height,
-                       color=color, label=_SERIES_LABELS[metric], zorder=2)
-        ax.bar_label(bars, ["" if np.isnan(v) else f"{v:.3f}" for v in values], padding=2, fontsize=9)
-    ax.set_yticks(y, names)
+        ax.axhspan(ends[k] - slots[k] - gap, ends[k], color="#fff2b3", zorder=0)
+    colors = dict(zip(metrics, _palette(len(metrics)), strict=True))
+    for start, row_values in zip(starts, values, strict=True):
+        present = [(m, v) for m, v in zip(metrics, row_values, strict=True) if np.isfinite(v)]
+        for slot, (metric, value) in enumerate(present):
+            bars = ax.barh(start + slot + 0.5, value, 0.85, color=colors[metric], zorder=2)
+            ax.bar_label(bars, [f"{value:.3f}"], padding=2, fontsize=9)
+    ax.set_yticks(centers, names)
     for tick, ensemble in zip(ax.get_yticklabels(), is_ensemble, strict=True):
         if ensemble:
             tick.set_fontweight("bold")
-    ax.set_ylim(n - 0.5, -0.5)
-    top = np.nanmax(df[metrics].to_numpy(dtype=float)) if df[metrics].notna().any().any() else 1.0
-    ax.set_xlim(0, top * 1.18)
+    ax.set_ylim(ends[-1] - gap / 2, -gap / 2)
+    top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+    ax.set_xlim(0, top * 1.15)
     ax.grid(axis="y", visible=False)
     ax.set_xlabel("macro F1")
     ax.set_ylabel("model / ensemble")
-    handles, _ = ax.get_legend_handles_labels()
+    handles = [Patch(color=colors[m], label=_SERIES_LABELS[m]) for m in metrics]
     handles.append(Patch(color="#fff2b3", label="ensemble (bold)"))
-    ax.legend(handles=handles, loc="lower right")
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
     ax.set_title(title)
     return fig
 
@@ -898,7 +922,9 @@ def plot_per_class_f1(
         order = list(count_series.sort_values(ascending=False, kind="stable").index)
     else:
         order = list(scores.sort_values(ascending=False, kind="stable", na_position="last").index)
-    labels = [_class_label(i) + ("" if count_series is None else f" (n={count_series[i]:,.0f})") for i in order]
+    labels = [_class_label(i) for i in order]
+    if count_series is not None:
+        labels = [f"{label} (n={count_series[i]:,.0f})" for label, i in zip(labels, order, strict=True)]
     values = scores[order].to_numpy()
     y = np.arange(NUM_CLASSES)
     fig, ax = plt.subplots(figsize=(10, 9), layout="constrained")

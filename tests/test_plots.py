@@ -52,7 +52,8 @@ def _assert_labelled(fig: Figure, n_axes: int) -> None:
     for ax in _data_axes(fig):
         if ax.axison:
             assert ax.get_xlabel(), "x label is empty"
-            assert ax.get_ylabel(), "y label is empty"
+            siblings = ax.get_shared_y_axes().get_siblings(ax)
+            assert any(a.get_ylabel() for a in siblings), "y label is empty"
 
 
 def _assert_class_names(ax, ids=range(NUM_CLASSES)) -> None:
@@ -92,11 +93,11 @@ def test_use_style_sets_seaborn_theme():
         assert plt.rcParams["xtick.labelsize"] >= 9
 
 
-def test_importing_plots_leaves_global_style_alone():
-    assert plt.rcParams["figure.dpi"] == matplotlib.rcParamsDefault["figure.dpi"] or True
-    before = dict(plt.rcParams)
-    plots.plot_labels_per_image(pd.Series({1: 5, 2: 3}))
-    assert plt.rcParams["axes.grid"] == before["axes.grid"]
+def test_drawing_a_figure_leaves_global_rcparams_alone():
+    with plt.rc_context({"axes.grid": False, "font.size": 7}):
+        fig = plots.plot_labels_per_image(pd.Series({1: 5, 2: 3}))
+        assert not plt.rcParams["axes.grid"] and plt.rcParams["font.size"] == 7
+    assert fig.axes[0].xaxis.label.get_fontsize() >= 9
 
 
 def test_save_figure_writes_png_atomically_and_creates_dirs(tmp_path):
@@ -195,7 +196,7 @@ def test_montage_of_three_images(rng, mode, n_axes):
     assert isinstance(fig, Figure) and len(fig.axes) == n_axes
     texts = " ".join(ax.get_title() for ax in fig.axes)
     texts += " ".join(sub._suptitle.get_text() for sub in fig.subfigs if sub._suptitle is not None)
-    assert "Cytokinetic bridge, Nucleoplasm" in texts
+    assert "Cytokinetic bridge, Nucleoplasm" in " ".join(texts.split())
     if mode == "channels":
         assert "protein (green)" in texts and "ER (yellow)" in texts
 
@@ -300,7 +301,8 @@ def test_shift_sweep_draws_each_score_and_marked_shifts():
     ax = fig.axes[0]
     dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
     assert len(dotted) == 2
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["validation", "Kaggle public", "Kaggle private"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["validation", "Kaggle public", "Kaggle private", "marked shifts"]
 
 
 def test_ensemble_comparison_highlights_ensembles():
