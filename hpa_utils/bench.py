@@ -22,7 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
-import keras
+from .backend import keras
 import numpy as np
 from PIL import Image
 
@@ -94,7 +94,7 @@ def run_benchmark(
         from .synth import generate_dataset
 
         data_dir = work_dir / f"synthetic-{n_images}x512"
-        generate_dataset(data_dir, n_train=n_images, n_test=0, size=512, seed=seed)
+        generate_dataset(data_dir, n_train=n_images, n_test=8, size=512, seed=seed)
     dataset = open_dataset(data_dir)
     ids = dataset.train_ids[:n_images]
     n = len(ids)

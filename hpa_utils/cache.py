@@ -23,6 +23,7 @@ import numpy as np
 
 from .dataset import HPADataset, channel_paths, default_workers, load_sample
 from .errors import DataError
+from .io import write_json_atomic
 
 CACHE_FORMAT_VERSION = 1
 
@@ -44,17 +45,6 @@ def _signature(image_dir: Path, ids: list[str]) -> list[list[int]]:
                 raise DataError(f"{path}: channel file is missing") from None
             out.append([stat.st_size, stat.st_mtime_ns])
     return out
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def cache_is_valid(npy: Path, manifest_path: Path, expected: dict) -> bool:

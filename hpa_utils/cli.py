@@ -85,6 +85,34 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import NotebookFailed, run
+
+    try:
+        run(args.preset, data_dir=args.data_dir, output_dir=args.output_dir, overrides=args.param,
+            force=args.force, render=not args.no_report)
+    except NotebookFailed as error:
+        print(f"hpa run: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .config import resolve_params
+    from .report import render_pdf, render_report
+
+    params = resolve_params(args.preset, output_dir=args.output_dir)
+    html = render_report(params["output_dir"])
+    print(f"report: {html}")
+    if args.pdf:
+        try:
+            print(f"pdf: {render_pdf(html)}")
+        except RuntimeError as error:
+            print(f"hpa report: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpa",
@@ -117,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("run", help="execute the notebooks with papermill, then render the report")
+    p.add_argument("--preset", default="quick", help="presets/NAME.yaml or a path (default: quick)")
+    p.add_argument("--data-dir", type=Path, default=None, help="Kaggle-layout data (default: synthetic)")
+    p.add_argument("--output-dir", type=Path, default=None, help="run folder (default: runs/PRESET)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset parameter (repeatable), e.g. -p epochs=3 -p variants=[0,1]")
+    p.add_argument("--force", action="store_true", help="re-run every notebook, even if up to date")
+    p.add_argument("--no-report", action="store_true", help="skip rendering the report")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="render the report of an existing run (HTML; --pdf through Chromium)")
+    p.add_argument("--preset", default="quick", help="the run's preset (locates runs/PRESET)")
+    p.add_argument("--output-dir", type=Path, default=None, help="the run folder (default: runs/PRESET)")
+    p.add_argument("--pdf", action="store_true", help="also print the report to PDF with headless Chromium")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="training throughput: in-memory vs this pipeline vs a Kaggle-kernel generator")
     p.add_argument("--data-dir", type=Path, default=None, help="512-px Kaggle-layout data (default: synthetic)")

@@ -153,3 +153,17 @@ def synthetic_data_dir(params: dict) -> Path:
         f"synthetic-{params['synth_n_train']}x{params['synth_size']}px"
         f"-test{params['synth_n_test']}-seed{params['synth_seed']}"
     )
+
+
+def ensure_dataset(params: dict, log=print) -> None:
+    """Generate the embedded synthetic dataset when the run uses it (skipped when complete)."""
+    if not params.get("synthetic"):
+        return
+    from .synth import generate_dataset
+
+    summary = generate_dataset(
+        params["data_dir"], n_train=params["synth_n_train"], n_test=params["synth_n_test"],
+        size=params["synth_size"], seed=params["synth_seed"],
+    )
+    verb = "ready" if summary.get("skipped") else f"generated in {summary.get('seconds', 0):.0f} s"
+    log(f"synthetic dataset {params['data_dir']}: {verb}")

@@ -262,7 +262,7 @@ def compare_models(
     model_names = list(dict.fromkeys(name for split in probs.values() for name in split))
     rows = []
     for name in model_names:
-        row = {"name": name, "kind": "model", "n_models": 1}
+        row = {"name": name, "kind": "single", "n_models": 1}
         for split, split_probs in probs.items():
             f1 = (
                 macro_f1(labels[split], binarize(split_probs[name], threshold))
@@ -322,3 +322,93 @@ def threshold_study(
     table.attrs["global_threshold"] = global_t
     table.attrs["per_class_thresholds"] = per_class
     return table
+
+
+def evaluation_sets(
+    probs: Mapping[str, Mapping[str, np.ndarray]],
+    y_val: np.ndarray,
+    y_test: np.ndarray | None = None,
+    usage: np.ndarray | None = None,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Regroup predictions into the labelled sets the study scores: "val", and, when the test
+    labels are known (the synthetic solution.csv), Kaggle's "public" and "private" parts.
+
+    Args:
+        probs: ``"val"``/``"test"`` -> model -> probabilities.
+        y_val: validation labels.
+        y_test, usage: test labels and their Usage ("Public"/"Private"), or None.
+
+    Returns:
+        (set -> model -> probabilities, set -> labels).
+    """
+    sets = {"val": dict(probs["val"])}
+    labels = {"val": np.asarray(y_val)}
+    if y_test is not None and usage is not None and "test" in probs:
+        for part in ("Public", "Private"):
+            mask = np.asarray(usage) == part
+            if mask.any():
+                sets[part.lower()] = {name: p[mask] for name, p in probs["test"].items()}
+                labels[part.lower()] = np.asarray(y_test)[mask]
+    return sets, labels
+
+
+def sweep_shifts(f1_scores: Mapping[str, float] | pd.Series, step: float = 0.01) -> np.ndarray:
+    """The shifts to sweep: the report's 0.30-0.40 always, widened to cover 0 up to the best model's F1
+    (so runs whose models score below the report's shift still show where weights vanish)."""
+    f1, _ = _f1_series(f1_scores)
+    top = max(float(f1.max()), 0.40)
+    return np.unique(np.round(np.concatenate([DEFAULT_SHIFTS, np.arange(0.0, top, step)]), 2))
+
+
+def choose_weights(
+    f1_scores: Mapping[str, float] | pd.Series, sweep: pd.DataFrame, shift_setting: float | str = "fit"
+) -> tuple[float, pd.Series]:
+    """The ensemble's shift and weights, chosen on validation only.
+
+    Args:
+        f1_scores: validation F1 of the chosen models.
+        sweep: :func:`shift_sweep` over those models.
+        shift_setting: a number (the report: 0.34), or ``"fit"``: the shift with the best validation
+            F1 in ``sweep`` (ties: the smallest).
+
+    Returns:
+        (shift, weights). When the shift leaves no model a positive weight (every model's F1 at or
+        below it, e.g. in a smoke run), all models get equal weights, with a warning, and the
+        shift is reported as NaN.
+    """
+    f1, _ = _f1_series(f1_scores)
+    if shift_setting == "fit":
+        valid = sweep.dropna(subset=["val_f1"])
+        shift = float(valid.loc[valid["val_f1"].idxmax(), "shift"]) if not valid.empty else float("nan")
+    else:
+        shift = float(shift_setting)
+    if math.isnan(shift) or not (f1 > shift).any():
+        warnings.warn(
+            f"no model's validation F1 (best {f1.max():.3f}) is above the shift; using equal weights",
+            stacklevel=2,
+        )
+        return float("nan"), pd.Series(1.0, index=f1.index)
+    return shift, weights_from_f1(f1, shift)
+
+
+def halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint random halves of ``range(n)`` (fit, hold-out), sorted; deterministic for a seed."""
+    order = np.random.default_rng([seed, n]).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def leaderboard_entries(
+    comparison: pd.DataFrame, ensembles: Mapping[str, Mapping[str, float]]
+) -> list[tuple[str, str, dict[str, float]]]:
+    """The submissions of the leaderboard table: every ensemble, then the best single model on
+    validation (chosen on validation only). Each entry: (file stem, description, model -> weight);
+    the first is the run's submission."""
+    entries = []
+    for index, (name, members) in enumerate(ensembles.items()):
+        stem = "submission" if index == 0 else "ensemble_" + "".join(c if c.isalnum() else "_" for c in name).strip("_")
+        entries.append((stem, f"{name}: {sum(1 for w in members.values() if w > 0)} models", dict(members)))
+    singles = comparison[comparison["kind"] == "single"]
+    if not singles.empty:
+        best = singles.loc[singles["val_f1"].idxmax(), "name"]
+        entries.append((f"single_{best}", f"best single model on validation: {best}", {best: 1.0}))
+    return entries

@@ -118,6 +118,6 @@ def keras_f1_metric(num_classes: int = NUM_CLASSES, threshold: float = 0.5, name
     This is what the training curves plot as train/validation F1; the exact
     validation macro F1 is computed in numpy by :func:`macro_f1` at each epoch end.
     """
-    import keras
+    from .backend import keras
 
     return keras.metrics.F1Score(average="macro", threshold=threshold, name=name)

@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import keras
+from .backend import keras
+
+layers = keras.layers
 import numpy as np
 import pandas as pd
-from keras import layers
 
 #: The two parts of the model that the fine-tuning stages train separately.
 PARTS: tuple[str, ...] = ("cnn", "dnn")
@@ -35,28 +36,41 @@ BASELINE_DROPOUT_RATES: tuple[float, float, float] = (0.25, 0.25, 0.25)
 BASELINE_DENSE_DROPOUT_RATES: tuple[float, float] = (0.5, 0.1)
 
 
-def min_input_size(kernel_size: int = 3) -> int:
+def block_kernel_sizes(kernel_size: int | Sequence[int]) -> tuple[int, int, int]:
+    """The kernel side of each conv block: one int for all three blocks, or three ints.
+
+    Raises:
+        ValueError: if a size is not a positive integer or there are not 1 or 3 of them.
+    """
+    sizes = (kernel_size,) * 3 if isinstance(kernel_size, (int, np.integer)) else tuple(kernel_size)
+    if len(sizes) != 3 or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in sizes):
+        raise ValueError(f"kernel_size must be a positive integer or three of them, got {kernel_size!r}.")
+    return tuple(int(k) for k in sizes)
+
+
+def min_input_size(kernel_size: int | Sequence[int] = 3) -> int:
     """Return the smallest height (or width) for which the last convolution still outputs 1 pixel.
 
-    With ``k = kernel_size``, 'valid' convolutions and the baseline's layer sequence (conv, pool 2,
-    conv stride 2, conv, conv, pool 2, conv, conv, conv), working backwards from a 1x1 output gives
-    ``35 * k - 29``: 76 for k=3, 146 for k=5, 216 for k=7.
+    Working backwards from a 1x1 output through the baseline's layers (conv, pool 2, conv stride 2,
+    conv, conv, pool 2, conv, conv, conv; all 'valid'): 76 for 3x3 kernels, 146 for 5x5, 98 for
+    5x5 in the first two blocks and 3x3 in the third.
 
     Args:
-        kernel_size: side of the square convolution kernels (>= 1).
+        kernel_size: kernel side of every block, or one per block (see :func:`block_kernel_sizes`).
 
     Returns:
         The minimum input side length in pixels.
-
-    Raises:
-        ValueError: if ``kernel_size`` is not a positive integer.
     """
-    if not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
-        raise ValueError(f"kernel_size must be a positive integer, got {kernel_size!r}.")
-    return 35 * int(kernel_size) - 29
+    k1, k2, k3 = block_kernel_sizes(kernel_size)
+    size = 1 + 3 * (k3 - 1)  # block 3: three convs
+    size = 2 * size  # pool
+    size = size + 2 * (k2 - 1)  # block 2: two stride-1 convs
+    size = 2 * (size - 1) + k2  # block 2: the stride-2 conv
+    size = 2 * size  # pool
+    return size + k1 - 1  # block 1: one conv
 
 
-def _check_input_shape(input_shape: Sequence[int], kernel_size: int) -> tuple[int, int, int]:
+def _check_input_shape(input_shape: Sequence[int], kernel_size) -> tuple[int, int, int]:
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {tuple(input_shape)!r}.")
     height, width, channels = (int(value) for value in input_shape)
@@ -87,7 +101,7 @@ def _conv(x, filters: int, kernel_size: int, name: str, strides: int = 1):
 def build_baseline(
     input_shape: Sequence[int] = (256, 256, 4),
     num_classes: int = 28,
-    kernel_size: int = 3,
+    kernel_size: int | Sequence[int] = 3,
     dropout_rates: Sequence[float] = BASELINE_DROPOUT_RATES,
     dense_dropout_rates: float | Sequence[float] = BASELINE_DENSE_DROPOUT_RATES,
     output_bias: np.ndarray | Sequence[float] | None = None,
@@ -101,7 +115,8 @@ def build_baseline(
     Args:
         input_shape: (height, width, channels); both sides at least ``min_input_size(kernel_size)``.
         num_classes: number of sigmoid outputs.
-        kernel_size: side of every convolution kernel (3 in the report's baseline).
+        kernel_size: side of every convolution kernel (3 in the report's baseline), or one side per
+            conv block.
         dropout_rates: the three convolutional dropouts d1, d2, d3 (after each conv block; their
             outputs feed the three global-average-pooling branches).
         dense_dropout_rates: the dropouts after the first and second dense layers; one float sets both.
@@ -128,32 +143,32 @@ def build_baseline(
         if output_bias.shape != (num_classes,):
             raise ValueError(f"output_bias must have {num_classes} values, got shape {output_bias.shape}.")
         bias_initializer = keras.initializers.Constant([float(value) for value in output_bias])
-    k = kernel_size
+    k1, k2, k3 = block_kernel_sizes(kernel_size)
 
     inputs = keras.Input(shape=tuple(int(value) for value in input_shape), name="cnn_input")
     x = layers.BatchNormalization(name="cnn_input_bn")(inputs)
     # Block 1: one conv, pool, d1.
-    x = _conv(x, 32, k, "cnn_block1_conv1")
+    x = _conv(x, 32, k1, "cnn_block1_conv1")
     x = layers.BatchNormalization(name="cnn_block1_bn1")(x)
     x = layers.MaxPooling2D(2, name="cnn_block1_pool")(x)
     block1 = layers.Dropout(first, name="cnn_block1_dropout")(x)
     # Block 2: strided conv, two convs, pool, d2.
     x = layers.BatchNormalization(name="cnn_block2_bn0")(block1)
-    x = _conv(x, 64, k, "cnn_block2_conv1", strides=2)
+    x = _conv(x, 64, k2, "cnn_block2_conv1", strides=2)
     x = layers.BatchNormalization(name="cnn_block2_bn1")(x)
-    x = _conv(x, 64, k, "cnn_block2_conv2")
+    x = _conv(x, 64, k2, "cnn_block2_conv2")
     x = layers.BatchNormalization(name="cnn_block2_bn2")(x)
-    x = _conv(x, 64, k, "cnn_block2_conv3")
+    x = _conv(x, 64, k2, "cnn_block2_conv3")
     x = layers.BatchNormalization(name="cnn_block2_bn3")(x)
     x = layers.MaxPooling2D(2, name="cnn_block2_pool")(x)
     block2 = layers.Dropout(second, name="cnn_block2_dropout")(x)
     # Block 3: three convs, d3.
     x = layers.BatchNormalization(name="cnn_block3_bn0")(block2)
-    x = _conv(x, 128, k, "cnn_block3_conv1")
+    x = _conv(x, 128, k3, "cnn_block3_conv1")
     x = layers.BatchNormalization(name="cnn_block3_bn1")(x)
-    x = _conv(x, 128, k, "cnn_block3_conv2")
+    x = _conv(x, 128, k3, "cnn_block3_conv2")
     x = layers.BatchNormalization(name="cnn_block3_bn2")(x)
-    x = _conv(x, 128, k, "cnn_block3_conv3")
+    x = _conv(x, 128, k3, "cnn_block3_conv3")
     block3 = layers.Dropout(third, name="cnn_block3_dropout")(x)
     pooled = [
         layers.GlobalAveragePooling2D(name=f"cnn_block{index}_gap")(block)
@@ -245,25 +260,26 @@ class Variant:
     """
 
     name: str
-    kernel_size: int
+    kernel_size: int | tuple[int, int, int]
     dropout_rates: tuple[float, float, float]
     dense_dropout_rates: tuple[float, float]
     description: str
 
 
-#: The eight base models: kernel size 3 or 5 crossed with four dropout settings (the baseline's, lighter,
-#: heavier, rising with depth). Variant 0 is the report's baseline. Kernel 5 needs inputs of at least
-#: 146 px (:func:`min_input_size`) and has 1,418,636 parameters at 4 channels; 7x7 was left out because it
-#: needs 216 px and 4.4x the baseline's parameters.
+#: The eight base models: two kernel settings crossed with four dropout settings (the baseline's, lighter,
+#: heavier, rising with depth). Variant 0 is the report's baseline. The "k5" variants use 5x5 kernels in
+#: the first two conv blocks and 3x3 in the third: the smallest input they take is 98 px
+#: (:func:`min_input_size`), so all eight run at the 128 px of the CPU presets; 5x5 throughout would
+#: need 146 px.
 VARIANTS: tuple[Variant, ...] = (
     Variant("k3", 3, (0.25, 0.25, 0.25), (0.5, 0.1), "the report's baseline"),
     Variant("k3_light", 3, (0.1, 0.1, 0.1), (0.25, 0.1), "3x3, less dropout"),
     Variant("k3_heavy", 3, (0.4, 0.4, 0.4), (0.5, 0.5), "3x3, more dropout"),
     Variant("k3_rising", 3, (0.1, 0.2, 0.3), (0.5, 0.1), "3x3, dropout rising with depth"),
-    Variant("k5", 5, (0.25, 0.25, 0.25), (0.5, 0.1), "5x5 kernels, baseline dropout"),
-    Variant("k5_light", 5, (0.1, 0.1, 0.1), (0.25, 0.1), "5x5, less dropout"),
-    Variant("k5_heavy", 5, (0.4, 0.4, 0.4), (0.5, 0.5), "5x5, more dropout"),
-    Variant("k5_rising", 5, (0.1, 0.2, 0.3), (0.5, 0.1), "5x5, dropout rising with depth"),
+    Variant("k5", (5, 5, 3), (0.25, 0.25, 0.25), (0.5, 0.1), "5x5 kernels in blocks 1-2, baseline dropout"),
+    Variant("k5_light", (5, 5, 3), (0.1, 0.1, 0.1), (0.25, 0.1), "5x5 in blocks 1-2, less dropout"),
+    Variant("k5_heavy", (5, 5, 3), (0.4, 0.4, 0.4), (0.5, 0.5), "5x5 in blocks 1-2, more dropout"),
+    Variant("k5_rising", (5, 5, 3), (0.1, 0.2, 0.3), (0.5, 0.1), "5x5 in blocks 1-2, dropout rising with depth"),
 )
 
 
@@ -339,3 +355,10 @@ def model_summary_table(model: keras.Model) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["layer", "type", "output shape", "params"])
+
+
+def parameter_counts(model: keras.Model) -> dict[str, int]:
+    """Total, trainable and non-trainable parameter counts (as Keras' summary prints them)."""
+    trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+    total = int(model.count_params())
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable}

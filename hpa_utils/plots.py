@@ -702,7 +702,7 @@ def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per
         top = np.nanmax(values)
     if has_stage and "base" in table.columns:
         ax.legend(title="stage", ncol=min(len(stages), 4), loc="upper left")
-    ax.set_ylim(0, (top if np.isfinite(top) else 1) * 1.3)
+    ax.set_ylim(0, (top if np.isfinite(top) and top > 0 else 1) * 1.3)
     ax.set_ylabel("validation macro F1")
     ax.set_title(title)
     return fig

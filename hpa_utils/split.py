@@ -7,7 +7,6 @@ training. Deterministic for a seed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from .errors import DataError
+from .io import save_table
 
 
 def stratified_split(y: np.ndarray, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -82,15 +82,7 @@ def split_frame(ids: list[str], train_indices: np.ndarray, val_indices: np.ndarr
 
 def save_split(path: str | Path, ids: list[str], train_indices: np.ndarray, val_indices: np.ndarray) -> Path:
     """Write the split CSV atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        split_frame(ids, train_indices, val_indices).to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_table(split_frame(ids, train_indices, val_indices), path)
 
 
 def load_split(path: str | Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

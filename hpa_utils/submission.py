@@ -333,3 +333,17 @@ def format_score(scores: dict) -> str:
         suffix = f"  ({count:,} Ids)" if count is not None else ""
         lines.append(f"{name:<8} macro F1 {scores[name]:.4f}{suffix}")
     return "\n".join(lines)
+
+
+def solution_labels(solution_path: str | os.PathLike, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The solution's labels and Usage for ``ids`` (in that order): ((N, 28) multi-hot, (N,) usage strings).
+
+    Raises:
+        DataError: the solution is malformed or lacks one of ``ids``.
+    """
+    solution = read_solution(solution_path).set_index("Id")
+    missing = [i for i in ids if i not in solution.index]
+    if missing:
+        raise DataError(f"{solution_path}: {len(missing)} test Id(s) have no solution row, e.g. {_some(missing)}")
+    rows = solution.loc[list(ids)]
+    return targets_to_multihot(list(rows["Target"])), rows["Usage"].to_numpy()

@@ -24,11 +24,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import keras
+from .backend import keras
 import numpy as np
 import pandas as pd
 
 from .augment import Augmenter
+from .io import write_atomic, write_text_atomic
 from .metrics import keras_f1_metric, macro_f1
 from .models import build_variant, get_variant, prior_log_odds, set_trainable_part
 
@@ -150,21 +151,7 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, model.save)
 
 
 def predict(model: keras.Model, data: TrainingData | np.ndarray, indices=None, batch_size: int = 64) -> np.ndarray:
@@ -357,3 +344,103 @@ def models_table(models_dir: str | Path) -> pd.DataFrame:
                                         "best_val_macro_f1", "best_epoch", "train_seconds", "path"])
     return frame.sort_values(["variant", "stage"], key=lambda s: s.map(order) if s.name == "stage" else s,
                              ignore_index=True)
+
+
+def load_training_data(
+    data_dir: str | Path,
+    cache_dir: str | Path,
+    image_size: int,
+    split_path: str | Path,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    workers: int = 2,
+) -> TrainingData:
+    """Open the dataset, its decoded cache at ``image_size`` and the run's saved split (made if missing)."""
+    from .cache import open_cache
+    from .dataset import open_dataset
+    from .split import get_or_make_split
+
+    dataset = open_dataset(data_dir)
+    images = open_cache(dataset, "train", image_size, cache_dir, workers=workers)
+    y = dataset.y
+    train, val = get_or_make_split(split_path, dataset.train_ids, y, val_fraction, seed)
+    return TrainingData(images, y, train, val, workers=workers)
+
+
+def run_jobs(jobs: list[tuple[str, Callable[[], dict]]], log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run training jobs in order with an overall progress line over models (one text line per model,
+    so it reads the same in a terminal, a live notebook and an executed one)."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    summaries = []
+    for done, (name, job) in enumerate(jobs):
+        elapsed = time.perf_counter() - started
+        log(tqdm.format_meter(done, len(jobs), elapsed, ncols=90, prefix="models", unit="model", postfix=f"next {name}"))
+        summaries.append(job())
+    log(tqdm.format_meter(len(jobs), len(jobs), time.perf_counter() - started, ncols=90, prefix="models", unit="model"))
+    return pd.DataFrame(summaries)
+
+
+def base_jobs(variants, data, settings, models_dir, log=print) -> list[tuple[str, Callable[[], dict]]]:
+    """One job per base variant (for :func:`run_jobs`)."""
+    return [(base_name(_variant_index(v)), lambda v=v: train_base(v, data, settings, models_dir, log)) for v in variants]
+
+
+def stage_jobs(variants, data, stage_settings: dict, models_dir, log=print) -> list[tuple[str, Callable[[], dict]]]:
+    """Stages A, B, C of every base variant, in order (``stage_settings``: stage -> TrainSettings)."""
+    return [
+        (stage_name(_variant_index(v), stage), lambda v=v, s=stage: finetune(v, s, data, stage_settings[s], models_dir, log))
+        for v in variants
+        for stage, _, _ in STAGES
+    ]
+
+
+def predict_models(
+    model_paths: dict[str, str | Path],
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    predictions_dir: str | Path,
+    batch_size: int = 64,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Every model's probabilities on every split, computed once and stored as ``.npy``.
+
+    A stored prediction is reused while its model file and rows are unchanged (a small JSON
+    beside it records the model's mtime and a hash of the rows), so sweeps cost no inference.
+
+    Args:
+        model_paths: model name -> ``.keras`` path.
+        splits: split name (e.g. "val", "test") -> (images, row indices).
+        predictions_dir: where ``{model}_{split}.npy`` go.
+
+    Returns:
+        split -> model -> (N, C) float32 probabilities.
+    """
+    from .io import write_atomic, write_json_atomic
+
+    predictions_dir = Path(predictions_dir)
+    out: dict[str, dict[str, np.ndarray]] = {split: {} for split in splits}
+    for name, model_path in model_paths.items():
+        model = None
+        for split, (images, indices) in splits.items():
+            npy = predictions_dir / f"{name}_{split}.npy"
+            key = {"model_mtime_ns": Path(model_path).stat().st_mtime_ns, "rows": len(indices),
+                   "rows_hash": _rows_hash(indices), "image_size": int(images.shape[1])}
+            meta = npy.with_suffix(".json")
+            if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
+                out[split][name] = np.load(npy)
+                continue
+            if model is None:
+                model = keras.saving.load_model(model_path, compile=False)
+                log(f"predicting with {name}")
+            probabilities = predict(model, images, indices, batch_size)
+            write_atomic(npy, lambda tmp, p=probabilities: np.save(tmp, p))
+            write_json_atomic(meta, key)
+            out[split][name] = probabilities
+    return out
+
+
+def _rows_hash(indices) -> str:
+    import hashlib
+
+    return hashlib.sha1(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]

@@ -135,7 +135,7 @@ def test_compare_models_lists_every_model_and_ensemble_on_every_split():
         ensembles={"equal": {"a": 1, "b": 1, "c": 1}, "a+b": {"a": 0.1, "b": 0.05}},
     )
     assert table["name"].to_list() == ["a", "b", "c", "equal", "a+b"]
-    assert table["kind"].to_list() == ["model"] * 3 + ["ensemble"] * 2
+    assert table["kind"].to_list() == ["single"] * 3 + ["ensemble"] * 2
     assert table["n_models"].to_list() == [1, 1, 1, 3, 2]
     expected = macro_f1(y_pub, binarize(equal_weight_mean(pub), 0.5))
     assert table.set_index("name").loc["equal", "public_f1"] == pytest.approx(expected)

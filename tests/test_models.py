@@ -92,7 +92,7 @@ def test_every_layer_is_in_exactly_one_part(baseline):
     assert "cnn_concat" in cnn and "dnn_bn0" in dnn and "dnn_sigmoid" in dnn
 
 
-@pytest.mark.parametrize("kernel_size, minimum", [(3, 76), (5, 146)])
+@pytest.mark.parametrize("kernel_size, minimum", [(3, 76), (5, 146), ((5, 5, 3), 98)])
 def test_min_input_size_leaves_a_1x1_last_map_and_one_less_is_rejected(kernel_size, minimum):
     assert models.min_input_size(kernel_size) == minimum
     model = models.build_baseline((minimum, minimum, 4), kernel_size=kernel_size)
@@ -173,7 +173,7 @@ def test_every_variant_builds_and_predicts_probabilities(index):
     variant = models.get_variant(index)
     size = max(96, models.min_input_size(variant.kernel_size))
     model = models.build_variant(index, (size, size, 4))
-    assert model.get_layer("cnn_block1_conv1").kernel_size == (variant.kernel_size,) * 2
+    assert model.get_layer("cnn_block1_conv1").kernel_size == (models.block_kernel_sizes(variant.kernel_size)[0],) * 2
     assert model.get_layer("cnn_block3_dropout").rate == variant.dropout_rates[2]
     assert model.get_layer("dnn_dropout1").rate == variant.dense_dropout_rates[0]
     images = np.random.default_rng(index).random((2, size, size, 4), dtype=np.float32)

@@ -1,0 +1,414 @@
+"""The HTML report: built from a fake run's result files, checked as text and in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+from hpa_utils import report
+from hpa_utils.labels import CLASS_NAMES, TRAIN_COUNTS
+
+SECTION_IDS = ("introduction", "data", "model", "experiments", "discussion", "conclusion", "references")
+EXTRA_FIGURE = "extra_diagnostic"
+
+
+def _png(path: Path, seed: int, size=(160, 100)) -> None:
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, size[0] - 20)), int(rng.integers(0, size[1] - 20))
+        draw.rectangle([x0, y0, x0 + 20, y0 + 15], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    image.save(path)
+
+
+def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True) -> Path:
+    """A small, plausible run output directory: every result file and figure the report reads.
+
+    Args:
+        out_dir: where to write (created).
+        kind: "synthetic" or "real" (run.json's dataset kind).
+        scores: whether public/private scores exist (False: as on real Kaggle data, no solution file).
+    """
+    results, figures = out_dir / "results", out_dir / "figures"
+    results.mkdir(parents=True)
+    figures.mkdir()
+    params = {
+        "image_size": 96,
+        "epochs": 3,
+        "batch_size": 16,
+        "learning_rate": 0.001,
+        "variants": [0, 1, 2],
+        "stage_a_epochs": 2,
+        "stage_b_epochs": 1,
+        "stage_c_epochs": 1,
+        "shift": "fit",
+        "seed": 7,
+        "data_dir": "/data/synthetic",
+        "val_fraction": 0.2,
+        "augment": True,
+        "figure_variants": [0, 1, 2, 3, 4],
+        "stage_figure_variant": 1,
+    }
+    run = {
+        "preset": "quick",
+        "params": params,
+        "dataset": {
+            "kind": kind,
+            "data_dir": "/data/synthetic",
+            "n_train": 240,
+            "n_test": 60,
+            "image_size_source": "512x512",
+            "n_val": 48,
+        },
+        "started": "2025-01-02T10:00:00",
+        "finished": "2025-01-02T10:12:05",
+        "seconds": 725.0,
+        "notebooks": {"01_eda": 20.5, "02_train": 600.1, "03_ensemble": 104.4},
+        "machine": "test box",
+    }
+    (results / "run.json").write_text(json.dumps(run))
+    kaggle = np.array(TRAIN_COUNTS)
+    pd.DataFrame(
+        {
+            "class_id": range(28),
+            "class_name": CLASS_NAMES,
+            "count": np.maximum(1, (kaggle * 240 / 31072).round().astype(int)),
+            "share": np.maximum(1, (kaggle * 240 / 31072).round()) / 240,
+            "kaggle_count": kaggle,
+            "kaggle_scaled": kaggle * 240 / 31072,
+        }
+    ).to_csv(results / "class_counts.csv", index=False)
+    pd.DataFrame(
+        {
+            "layer": ["cnn_bn_input", "cnn_conv1", "dnn_out"],
+            "type": ["BatchNormalization", "Conv2D", "Dense"],
+            "output shape": ["(256, 256, 4)", "(254, 254, 32)", "(28,)"],
+            "params": [16, 1184, 7196],
+        }
+    ).to_csv(results / "model_table.csv", index=False)
+    (results / "model_table.json").write_text(
+        json.dumps({"total": 597388, "trainable": 595268, "non_trainable": 2120})
+    )
+    pd.DataFrame(
+        {
+            "variant": [0, 1, 2],
+            "name": ["k3", "k3_light", "k3_heavy"],
+            "kernel_size": [3, 3, 3],
+            "dropout_rates": ["(0.25, 0.25, 0.25)", "(0.1, 0.1, 0.1)", "(0.4, 0.4, 0.4)"],
+            "dense_dropout_rates": ["(0.5, 0.1)", "(0.25, 0.1)", "(0.5, 0.5)"],
+            "description": ["the report's baseline", "less dropout", "more dropout"],
+            "params": [597388, 597388, 597388],
+        }
+    ).to_csv(results / "variants.csv", index=False)
+    rows = []
+    for variant, name in enumerate(["k3", "k3_light", "k3_heavy"]):
+        for step, stage in enumerate(["base", "A", "B", "C"]):
+            model = f"v{variant}" if stage == "base" else f"v{variant}-{stage}"
+            f1 = 0.20 + 0.03 * variant + 0.02 * step
+            rows.append(
+                {
+                    "model": model,
+                    "variant": variant,
+                    "variant_name": name,
+                    "stage": stage,
+                    "epochs": [3, 2, 1, 1][step],
+                    "val_macro_f1": f1,
+                    "best_val_macro_f1": f1 + 0.004,
+                    "best_epoch": 1,
+                    "train_seconds": 12.5,
+                    "path": f"/runs/quick/models/{model}.keras",
+                }
+            )
+    pd.DataFrame(rows).to_csv(results / "models.csv", index=False)  # best: v2-C at 0.32
+    selected = ["v2-C", "v2-B", "v1-C"]
+    public, private = (0.301, 0.289) if scores else (None, None)
+    (results / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "selected": selected,
+                "weights": {"v2-C": 0.0, "v2-B": 0.0, "v1-C": 0.0},
+                "shift": 0.34,
+                "shift_setting": "fit",
+                "threshold": 0.3,
+                "threshold_method": "best global (fitted)",
+                "val_f1": 0.341,
+                "public_f1": public,
+                "private_f1": private,
+            }
+        )
+    )
+    shifts = np.round(np.arange(0.0, 0.42, 0.02), 2)
+    sweep = pd.DataFrame(
+        {"shift": shifts, "n_models": 3, "val_f1": 0.30 + 0.1 * shifts - 0.123456 * (shifts > 0.38)}
+    )
+    if scores:
+        sweep["public_f1"], sweep["private_f1"] = sweep["val_f1"] - 0.02, sweep["val_f1"] - 0.03
+    sweep.to_csv(results / "shift_sweep.csv", index=False)
+    comparison = pd.DataFrame(
+        {
+            "name": ["v2-C", "v1-C", "weighted (chosen)", "equal weights (all models)"],
+            "kind": ["single", "single", "ensemble", "ensemble"],
+            "n_models": [1, 1, 3, 12],
+            "val_f1": [0.320, 0.290, 0.341, 0.310],
+        }
+    )
+    if scores:
+        comparison["public_f1"], comparison["private_f1"] = (
+            [0.28, 0.27, 0.301, 0.29],
+            [0.27, 0.26, 0.289, 0.30],
+        )
+    comparison.to_csv(results / "ensemble_comparison.csv", index=False)
+    pd.DataFrame(
+        {
+            "method": ["fixed 0.5", "best global (fitted)", "per-class (fitted)"],
+            "fit_f1": [0.30, 0.34, 0.45],
+            "holdout_f1": [0.29, 0.33, 0.31],
+        }
+    ).assign(gap=lambda d: d.fit_f1 - d.holdout_f1).to_csv(results / "thresholds.csv", index=False)
+    board = pd.DataFrame(
+        {
+            "submission": ["4channels_cnn_from_scratch.csv"],
+            "description": ["weighted ensemble"],
+            "public_f1": [public],
+            "private_f1": [private],
+        }
+    )
+    board.to_csv(results / "leaderboard.csv", index=False)
+    for i, stem in enumerate([*report.FIGURES, EXTRA_FIGURE]):
+        _png(figures / f"{stem}.png", i)
+    (out_dir / "submission.csv").write_text("Id,Predicted\nabc,0 5\n")
+    return out_dir
+
+
+def _text(html: str) -> str:
+    """Visible text, tags removed and whitespace collapsed, for checking sentences."""
+    body = re.sub(r"<style.*?</style>|<script.*?</script>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+
+
+@pytest.fixture
+def fake_run(tmp_path: Path) -> Path:
+    return make_fake_run(tmp_path / "run")
+
+
+def test_report_has_every_section_toc_and_header(fake_run):
+    html = report.render_report(fake_run).read_text()
+    for section in SECTION_IDS:
+        assert f'<section id="{section}">' in html
+        assert f'href="#{section}"' in html
+    text = _text(html)
+    assert "synthetic" in text and "240 training Ids, 60 test Ids" in text
+    assert "quick: 3 epochs per base model" in text and "12 min 05 s" in text
+    assert "Base models 0, 1, 2 (cf. the original report's Figure 1" in html.replace("&#39;", "'")
+    assert "the pretrained base model 1 with its CNN part trained 2 epochs more" in text
+    assert "with a shift of 0.340 (the best shift on validation)" in text
+    assert "scaling 0.9–1.1" in text  # the library's augmentation defaults, the run recorded none
+    assert "Rumetshofer" in text and "human-protein-atlas-image-classification" in html
+
+
+def test_every_figure_is_embedded_as_a_data_uri_with_alt_text(fake_run):
+    html = report.render_report(fake_run).read_text()
+    sources = re.findall(r'<img src="([^"]*)" alt="([^"]+)"', html)
+    assert len(sources) == len(report.FIGURES) + 1 == html.count("<img")
+    assert all(src.startswith("data:image/png;base64,") for src, _ in sources)
+    assert not re.search(r'(src|href)="(?!data:|#|https://www\.kaggle\.com|https://openreview\.net)', html)
+    assert "<link" not in html and "<script src" not in html
+    numbers = [int(n) for n in re.findall(r'<span class="label">Figure (\d+)\.</span>', html)]
+    assert numbers == list(range(1, len(sources) + 1))
+    assert len(re.findall(r"<figure id=\"fig-[^\"]+\"><img", html)) == len(sources)
+
+
+def test_tables_are_rendered_with_three_decimals(fake_run):
+    html = report.render_report(fake_run).read_text()
+    assert html.count('<table class="data') >= 8
+    assert "0.123456" not in html and "0.196544" not in html  # shift_sweep value 0.32-0.123456
+    assert ">0.197<" in html
+    assert ">597,388<" in html
+    assert "/runs/quick/models" not in html  # the models table drops the path column
+
+
+def test_numbers_in_the_text_follow_models_csv(fake_run):
+    text = _text(report.render_report(fake_run).read_text())
+    assert "The best single model on validation is v2-C (k3_heavy, stage C) with a macro F1 of 0.320" in text
+    assert "lies within 0.200–0.260" in text
+    models_csv = fake_run / "results" / "models.csv"
+    models = pd.read_csv(models_csv)
+    models.loc[models.model == "v0-A", "val_macro_f1"] = 0.777
+    models.to_csv(models_csv, index=False)
+    text = _text(report.render_report(fake_run).read_text())
+    assert "The best single model on validation is v0-A (k3, stage A) with a macro F1 of 0.777" in text
+    assert "0.320" not in text.split("The best single model")[1][:80]
+
+
+def test_ensemble_gain_sentence_follows_the_comparison(fake_run):
+    text = _text(report.render_report(fake_run).read_text())
+    assert "The ensemble beat the best single model on validation" in text and "(+0.021)" in text
+    path = fake_run / "results" / "ensemble_comparison.csv"
+    table = pd.read_csv(path)
+    table.loc[table.kind == "ensemble", "val_f1"] = [0.300, 0.310]
+    table.to_csv(path, index=False)
+    text = _text(report.render_report(fake_run).read_text())
+    assert "The ensemble did not beat the best single model" in text and "(-0.020)" in text
+
+
+def test_shift_and_threshold_sentences_follow_their_files(fake_run):
+    text = _text(report.render_report(fake_run).read_text())
+    assert "On validation the best shift was 0.380" in text
+    assert "the per-class thresholds overfit the fit half" in text
+    path = fake_run / "results" / "thresholds.csv"
+    table = pd.read_csv(path)
+    table["holdout_f1"] = table["fit_f1"] - 0.005
+    table["gap"] = 0.005
+    table.to_csv(path, index=False)
+    text = _text(report.render_report(fake_run).read_text())
+    assert "no sign here that the per-class thresholds overfit" in text
+
+
+def test_discussion_cites_the_original_report_and_says_scores_are_not_comparable(fake_run):
+    text = _text(report.render_report(fake_run).read_text())
+    discussion = text.split("5. Discussion")[1].split("6. Conclusion")[0]
+    assert "the original report (cited)" in discussion
+    assert "0.300–0.350 after 40 epochs" in discussion and "0.448 / 0.423" in discussion
+    assert "0.301 / 0.289" in discussion  # this run's, read from ensemble.json
+    assert "These scores are not comparable" in discussion
+
+
+def test_missing_optional_files_give_a_not_available_note(tmp_path):
+    out = make_fake_run(tmp_path / "run", kind="real", scores=False)
+    for rel in (
+        "results/leaderboard.csv",
+        "results/thresholds.csv",
+        "results/ensemble.json",
+        "figures/fig2_stage_A.png",
+    ):
+        (out / rel).unlink()
+    html = report.render_report(out).read_text()
+    text = _text(html)
+    for rel in (
+        "results/leaderboard.csv",
+        "results/thresholds.csv",
+        "results/ensemble.json",
+        "figures/fig2_stage_A.png",
+    ):
+        assert f"Not available in this run: {rel}" in text
+    assert html.count("<img") == len(report.FIGURES)  # one of the known figures gone, the extra one kept
+    assert "No public or private score is available in this run" in text
+    assert "These scores are not comparable" not in text and "real Kaggle data" in text
+
+
+def test_real_data_without_a_solution_says_scores_are_not_available(tmp_path):
+    text = _text(report.render_report(make_fake_run(tmp_path / "run", kind="real", scores=False)).read_text())
+    assert "no public or private score is available in this run (no solution file" in text
+    assert "No public or private score is available in this run: without the competition's solution" in text
+    assert "not available in this run" in text.split("ensemble: public / private")[1][:200]
+    assert "The ensemble beat the best single model on validation" in text  # validation facts still stated
+
+
+def test_an_empty_run_directory_still_renders(tmp_path):
+    (tmp_path / "run").mkdir()
+    html = report.render_report(tmp_path / "run").read_text()
+    assert all(f'id="{s}"' in html for s in SECTION_IDS)
+    assert "Not available in this run: results/models.csv" in _text(html)
+    assert "<img" not in html
+
+
+def test_an_unreadable_result_file_is_reported_not_fatal(fake_run):
+    (fake_run / "results" / "run.json").write_text("{not json")
+    (fake_run / "results" / "models.csv").write_bytes(b"")
+    results = report.load_results(fake_run)
+    assert results["run"] is None and results["models"] is None
+    assert set(results["errors"]) == {"results/run.json", "results/models.csv"}
+    text = _text(report.render_report(fake_run).read_text())
+    assert "Not available in this run: results/models.csv" in text
+
+
+def test_load_results_collects_tables_figures_and_submission(fake_run):
+    results = report.load_results(fake_run)
+    assert results["missing"] == [] and results["errors"] == {}
+    assert list(results["models"].columns)[:4] == ["model", "variant", "variant_name", "stage"]
+    assert results["ensemble"]["selected"] == ["v2-C", "v2-B", "v1-C"]
+    assert set(results["figures"]) == {*report.FIGURES, EXTRA_FIGURE}
+    assert results["submission"] == fake_run / "submission.csv"
+
+
+def test_the_report_is_written_atomically(fake_run, monkeypatch):
+    path = report.render_report(fake_run)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]
+    before = path.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report.os, "fsync", broken_fsync)
+    (fake_run / "results" / "models.csv").unlink()
+    with pytest.raises(OSError, match="disk full"):
+        report.render_report(fake_run)
+    assert path.read_bytes() == before  # the old report is intact...
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]  # ...and no temp file is left
+
+
+def test_render_report_to_a_chosen_path(fake_run, tmp_path):
+    target = tmp_path / "elsewhere" / "r.html"
+    assert report.render_report(fake_run, target) == target and target.read_text().startswith(
+        "<!DOCTYPE html>"
+    )
+
+
+def test_find_chromium_honours_the_environment(tmp_path, monkeypatch):
+    fake = tmp_path / "my-chrome"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CHROMIUM", str(fake))
+    assert report.find_chromium() == str(fake)
+    monkeypatch.delenv("CHROMIUM")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert report.find_chromium() is None
+
+
+def test_render_pdf_without_chromium_says_what_to_install(fake_run, monkeypatch):
+    html = report.render_report(fake_run)
+    monkeypatch.setattr(report, "find_chromium", lambda: None)
+    with pytest.raises(RuntimeError, match=r"apt-get install chromium"):
+        report.render_pdf(html)
+
+
+# --------------------------------------------------------------------------- in a real browser
+
+needs_chromium = pytest.mark.skipif(
+    report.find_chromium() is None,
+    reason="headless Chromium not found: apt-get install chromium (or set $CHROMIUM)",
+)
+
+
+@needs_chromium
+def test_report_in_headless_chromium_loads_every_image(fake_run):
+    html_path = report.render_report(fake_run)
+    dom = report.dump_dom(html_path)
+    for section in SECTION_IDS:
+        assert f'<section id="{section}">' in dom
+    n_figures = len(report.FIGURES) + 1
+    assert f'data-images-total="{n_figures}"' in dom
+    assert f'data-images-loaded="{n_figures}"' in dom
+    png = report.screenshot(html_path, html_path.parent / "report.png")
+    data = png.read_bytes()
+    assert png == fake_run / "report" / "report.png" and data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1280, 2400) and len(data) > 50_000
+    colours = Image.open(png).convert("L").resize((64, 120)).getextrema()
+    assert colours[1] - colours[0] > 100  # text and figures drawn, not a blank page
+
+
+@needs_chromium
+def test_render_pdf_writes_a_pdf(fake_run):
+    pdf = report.render_pdf(report.render_report(fake_run))
+    assert pdf == fake_run / "report" / "report.pdf"
+    assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 20_000
+    assert sorted(p.name for p in pdf.parent.iterdir()) == ["report.html", "report.pdf"]
