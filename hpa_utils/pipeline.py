@@ -99,6 +99,32 @@ def _format_seconds(seconds: float) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
+class _CellOutputOnly:
+    """Logging filter: keep the notebooks' own output (epoch lines, warnings), drop papermill's chatter."""
+
+    NOISE = ("Executing", "Input Notebook", "Output Notebook", "Ending Cell", "Black is not", "Passed unknown",
+             "Kernel is running over TCP", "[IPKernelApp]", "Unable to parse")
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        return bool(message.strip()) and not any(noise in message for noise in self.NOISE)
+
+
+def stream_notebook_output() -> None:
+    """Show what the notebooks print (model, epoch, elapsed) on the console while papermill runs them."""
+    import logging
+
+    logger = logging.getLogger("papermill")
+    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_hpa", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler._hpa = True
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler.addFilter(_CellOutputOnly())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def execute_notebook(name: str, params: dict, paths: RunPaths, kernel: str, log_output: bool = True) -> float:
     """Run one notebook with papermill into ``paths.notebooks``; returns its wall time in seconds."""
     import papermill
@@ -143,6 +169,7 @@ def run(
     log(f"hpa run: preset {params['preset']} -> {paths.output_dir}")
     ensure_dataset(params, log)
     kernel = install_kernel()
+    stream_notebook_output()
     library = library_fingerprint()
     upstream = ""
     timings: dict[str, float | None] = {}

@@ -304,7 +304,9 @@ def _threshold_facts(thresholds: pd.DataFrame | None) -> dict | None:
     per_class = df[method.str.contains("per") & method.str.contains("class")]
     others = df.drop(per_class.index)
     best = df.loc[df["holdout_f1"].idxmax()]
+    held_out = sorted(map(str, df["held_out"].dropna().unique())) if "held_out" in df.columns else []
     facts = {
+        "held_out": ", ".join(held_out),
         "best_method": str(best["method"]),
         "best_holdout": float(best["holdout_f1"]),
         "per_class": None,
@@ -368,6 +370,7 @@ def report_facts(results: dict) -> dict:
             "threshold": _num(ensemble.get("threshold")),
             "threshold_method": ensemble.get("threshold_method") or None,
             "shift_setting": ensemble.get("shift_setting"),
+            "equal_weights": len({_num(w) for w in (ensemble.get("weights") or {}).values()}) == 1,
             "val": _num(ensemble.get("val_f1")),
             "public": _num(ensemble.get("public_f1")),
             "private": _num(ensemble.get("private_f1")),

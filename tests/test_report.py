@@ -251,18 +251,20 @@ def test_numbers_in_the_text_follow_models_csv(fake_run):
 def test_ensemble_gain_sentence_follows_the_comparison(fake_run):
     text = _text(report.render_report(fake_run).read_text())
     assert "The ensemble beat the best single model on validation" in text and "(+0.021)" in text
+    assert "0.320 macro F1 on validation and the ensemble 0.341: a gain of +0.021." in text  # Conclusion
     path = fake_run / "results" / "ensemble_comparison.csv"
     table = pd.read_csv(path)
     table.loc[table.kind == "ensemble", "val_f1"] = [0.300, 0.310]
     table.to_csv(path, index=False)
     text = _text(report.render_report(fake_run).read_text())
     assert "The ensemble did not beat the best single model" in text and "(-0.020)" in text
+    assert "and the ensemble 0.300: no gain (-0.020)." in text
 
 
 def test_shift_and_threshold_sentences_follow_their_files(fake_run):
     text = _text(report.render_report(fake_run).read_text())
     assert "On validation the best shift was 0.380" in text
-    assert "the per-class thresholds overfit the fit half" in text
+    assert "the per-class thresholds overfit the fit set" in text
     path = fake_run / "results" / "thresholds.csv"
     table = pd.read_csv(path)
     table["holdout_f1"] = table["fit_f1"] - 0.005
