@@ -156,7 +156,9 @@ def synthetic_data_dir(params: dict) -> Path:
 
 
 def ensure_dataset(params: dict, log=print) -> None:
-    """Generate the embedded synthetic dataset when the run uses it (skipped when complete)."""
+    """Generate the embedded synthetic dataset when the run uses it (skipped when complete and made
+    by this generator version; regenerated otherwise). Only the project's own ``data/synthetic-*``
+    folders are ever written: a ``data_dir`` given by the user is read-only input."""
     if not params.get("synthetic"):
         return
     from .synth import generate_dataset
@@ -164,6 +166,7 @@ def ensure_dataset(params: dict, log=print) -> None:
     summary = generate_dataset(
         params["data_dir"], n_train=params["synth_n_train"], n_test=params["synth_n_test"],
         size=params["synth_size"], seed=params["synth_seed"],
+        overwrite=True,  # the project's own generated data: a newer generator version replaces it
     )
     verb = "ready" if summary.get("skipped") else f"generated in {summary.get('seconds', 0):.0f} s"
     log(f"synthetic dataset {params['data_dir']}: {verb}")

@@ -1018,10 +1018,11 @@ def generate_dataset(out_dir: str | os.PathLike, n_train: int = 3000, n_test: in
     params = {"generator": "hpa_utils.synth", "version": GENERATOR_VERSION, "n_train": int(n_train),
               "n_test": int(n_test), "size": int(size), "seed": int(seed),
               "public_fraction": float(public_fraction)}
-    if out_dir.exists() and not overwrite:
+    if out_dir.exists():
         existing = _read_manifest(out_dir) if out_dir.is_dir() else None
         if existing == params and _is_complete(out_dir, params):
             return _summary(out_dir, params, time.perf_counter() - start, skipped=True)
+    if out_dir.exists() and not overwrite:
         if existing is not None:
             diff = ", ".join(f"{k}={existing.get(k)!r} (asked {v!r})" for k, v in params.items()
                              if existing.get(k) != v) or "incomplete"

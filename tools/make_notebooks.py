@@ -128,7 +128,7 @@ BASE_PARAMS = {
     "seed": (0, "seeds the split, the initial weights and the augmentation"),
     "workers": (2, "input-pipeline threads"),
     "variants": ([0, 1, 2], "base-model variants to train (0-7; 0 is the report's baseline)"),
-    "epochs": (5, "epochs per base model (report: 40)"),
+    "epochs": (6, "epochs per base model (report: 40)"),
     "batch_size": (16, "images per gradient step"),
     "learning_rate": (0.002, "Adam's learning rate"),
     "augment": (True, "the report's imgaug augmentation"),
