@@ -22,14 +22,14 @@ import shutil
 import time
 from pathlib import Path
 
-from .backend import keras
 import numpy as np
 from PIL import Image
 
+from .backend import keras
 from .cache import open_cache
 from .dataset import open_dataset
 from .labels import CHANNELS
-from .train import CachedBatches, TrainingData, TrainSettings, compile_model, seed_everything
+from .train import TrainingData, TrainSettings, compile_model, seed_everything
 
 
 class KernelStyleSequence(keras.utils.PyDataset):
@@ -116,7 +116,7 @@ def run_benchmark(
         "pipeline": lambda: _epoch_rate(model, data.batches("train", settings), n),
         "kernel": lambda: _epoch_rate(model, KernelStyleSequence(dataset.train_dir, ids, y, image_size, batch_size), n),
     }
-    for name, feed in feeders.items():  # warm-up: tracing and first-touch costs are not timed
+    for feed in feeders.values():  # warm-up: tracing and first-touch costs are not timed
         feed()
     rates: dict[str, list[float]] = {name: [] for name in feeders}
     for round_index in range(rounds):
@@ -149,8 +149,10 @@ def format_table(result: dict) -> str:
         ("(b) this pipeline (cache + augmentation)", result["pipeline_images_per_s"]),
         ("(c) Kaggle-kernel PNG generator", result["kernel_images_per_s"]),
     ]
-    lines = [f"training throughput at {result['image_size']} px, batch {result['batch_size']}, "
-             f"median of {result['rounds']} alternating rounds ({result['backend']} backend)"]
+    lines = [
+        f"training throughput at {result['image_size']} px, batch {result['batch_size']}, "
+        f"median of {result['rounds']} alternating rounds ({result['backend']} backend)"
+    ]
     lines += [f"  {label:<42} {rate:8.1f} images/s" for label, rate in rows]
     lines.append(f"  b/a pipeline vs memory   {result['pipeline_vs_memory']:.2f}   (goal >= 0.90)")
     lines.append(f"  b/c pipeline vs kernel   {result['pipeline_vs_kernel']:.2f}   (goal >= 1.30)")

@@ -123,8 +123,8 @@ def build_cache(
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), size, size, 4))
 
-        def fill(index: int) -> None:
-            array[index] = load_sample(image_dir, ids[index], size)
+        def fill(index: int, out=array) -> None:
+            out[index] = load_sample(image_dir, ids[index], size)
 
         with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
             results = pool.map(fill, range(len(ids)))

@@ -23,8 +23,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import generate_dataset
 
     summary = generate_dataset(
-        args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed,
-        workers=args.workers, progress=not args.quiet, overwrite=args.overwrite,
+        args.out,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        size=args.size,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     verb = "already complete" if summary.get("skipped") else f"written in {summary.get('seconds', 0):.1f} s"
     print(f"{args.out}: {args.n_train} train + {args.n_test} test images at {args.size} px, {verb}")
@@ -66,8 +72,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     log = (lambda line: None) if args.json else print
     result = run_benchmark(
-        data_dir=args.data_dir, work_dir=args.work_dir, image_size=args.size, n_images=args.n_images,
-        batch_size=args.batch_size, rounds=args.rounds, variant=args.variant, workers=args.workers, log=log,
+        data_dir=args.data_dir,
+        work_dir=args.work_dir,
+        image_size=args.size,
+        n_images=args.n_images,
+        batch_size=args.batch_size,
+        rounds=args.rounds,
+        variant=args.variant,
+        workers=args.workers,
+        log=log,
     )
     if args.json:
         import json
@@ -89,8 +102,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import NotebookFailed, run
 
     try:
-        run(args.preset, data_dir=args.data_dir, output_dir=args.output_dir, overrides=args.param,
-            force=args.force, render=not args.no_report)
+        run(
+            args.preset,
+            data_dir=args.data_dir,
+            output_dir=args.output_dir,
+            overrides=args.param,
+            force=args.force,
+            render=not args.no_report,
+        )
     except NotebookFailed as error:
         print(f"hpa run: {error}", file=sys.stderr)
         return 1
@@ -150,8 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", help="presets/NAME.yaml or a path (default: quick)")
     p.add_argument("--data-dir", type=Path, default=None, help="Kaggle-layout data (default: synthetic)")
     p.add_argument("--output-dir", type=Path, default=None, help="run folder (default: runs/PRESET)")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a preset parameter (repeatable), e.g. -p epochs=3 -p variants=[0,1]")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset parameter (repeatable), e.g. -p epochs=3 -p variants=[0,1]",
+    )
     p.add_argument("--force", action="store_true", help="re-run every notebook, even if up to date")
     p.add_argument("--no-report", action="store_true", help="skip rendering the report")
     p.set_defaults(func=cmd_run)

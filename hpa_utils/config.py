@@ -71,6 +71,10 @@ class RunPaths:
     def submission(self) -> Path:
         return self.output_dir / "submission.csv"
 
+    def split_file(self, seed: int, val_fraction: float) -> Path:
+        """The run's saved train/validation split for one seed and validation share."""
+        return self.results / f"split_seed{seed}_val{val_fraction}.csv"
+
     def make(self) -> RunPaths:
         for folder in (self.notebooks, self.figures, self.results, self.models, self.predictions, self.report):
             folder.mkdir(parents=True, exist_ok=True)
@@ -164,8 +168,11 @@ def ensure_dataset(params: dict, log=print) -> None:
     from .synth import generate_dataset
 
     summary = generate_dataset(
-        params["data_dir"], n_train=params["synth_n_train"], n_test=params["synth_n_test"],
-        size=params["synth_size"], seed=params["synth_seed"],
+        params["data_dir"],
+        n_train=params["synth_n_train"],
+        n_test=params["synth_n_test"],
+        size=params["synth_size"],
+        seed=params["synth_seed"],
         overwrite=True,  # the project's own generated data: a newer generator version replaces it
     )
     verb = "ready" if summary.get("skipped") else f"generated in {summary.get('seconds', 0):.0f} s"

@@ -17,14 +17,16 @@ def class_counts(y: np.ndarray) -> pd.DataFrame:
     y = np.asarray(y)
     counts = y.sum(axis=0).astype(int)
     kaggle = np.asarray(TRAIN_COUNTS)
-    return pd.DataFrame({
-        "class_id": np.arange(NUM_CLASSES),
-        "class_name": CLASS_NAMES,
-        "count": counts,
-        "share": counts / max(len(y), 1),
-        "kaggle_count": kaggle,
-        "kaggle_scaled": kaggle * len(y) / 31072,
-    })
+    return pd.DataFrame(
+        {
+            "class_id": np.arange(NUM_CLASSES),
+            "class_name": CLASS_NAMES,
+            "count": counts,
+            "share": counts / max(len(y), 1),
+            "kaggle_count": kaggle,
+            "kaggle_scaled": kaggle * len(y) / 31072,
+        }
+    )
 
 
 def labels_per_image(y: np.ndarray) -> pd.Series:
@@ -65,8 +67,15 @@ def split_counts(y: np.ndarray, train_indices: np.ndarray, val_indices: np.ndarr
     train = y[train_indices].sum(axis=0).astype(int)
     val = y[val_indices].sum(axis=0).astype(int)
     total = np.maximum(train + val, 1)
-    return pd.DataFrame({"class_id": np.arange(NUM_CLASSES), "class_name": CLASS_NAMES,
-                         "train": train, "val": val, "val_share": val / total})
+    return pd.DataFrame(
+        {
+            "class_id": np.arange(NUM_CLASSES),
+            "class_name": CLASS_NAMES,
+            "train": train,
+            "val": val,
+            "val_share": val / total,
+        }
+    )
 
 
 def describe_dataset(dataset, params: dict, n_val: int | None = None) -> dict:

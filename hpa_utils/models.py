@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 from .backend import keras
 
 layers = keras.layers
-import numpy as np
-import pandas as pd
 
 #: The two parts of the model that the fine-tuning stages train separately.
 PARTS: tuple[str, ...] = ("cnn", "dnn")

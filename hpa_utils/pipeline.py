@@ -84,7 +84,12 @@ def library_fingerprint() -> str:
 
 def notebook_fingerprint(notebook: Path, params: dict, upstream: str, library: str) -> str:
     digest = hashlib.sha256()
-    for part in (notebook.read_bytes(), json.dumps(params, sort_keys=True).encode(), upstream.encode(), library.encode()):
+    for part in (
+        notebook.read_bytes(),
+        json.dumps(params, sort_keys=True).encode(),
+        upstream.encode(),
+        library.encode(),
+    ):
         digest.update(part)
         digest.update(b"\0")
     return digest.hexdigest()
@@ -102,8 +107,17 @@ def _format_seconds(seconds: float) -> str:
 class _CellOutputOnly:
     """Logging filter: keep the notebooks' own output (epoch lines, warnings), drop papermill's chatter."""
 
-    NOISE = ("Executing", "Input Notebook", "Output Notebook", "Ending Cell", "Black is not", "Passed unknown",
-             "Kernel is running over TCP", "[IPKernelApp]", "Unable to parse")
+    NOISE = (
+        "Executing",
+        "Input Notebook",
+        "Output Notebook",
+        "Ending Cell",
+        "Black is not",
+        "Passed unknown",
+        "Kernel is running over TCP",
+        "[IPKernelApp]",
+        "Unable to parse",
+    )
 
     def filter(self, record) -> bool:
         message = record.getMessage()
@@ -136,8 +150,15 @@ def execute_notebook(name: str, params: dict, paths: RunPaths, kernel: str, log_
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
-            str(source), str(target), parameters={k: v for k, v in params.items() if k in declared}, kernel_name=kernel, progress_bar=False,
-            log_output=log_output, cwd=str(paths.output_dir), stdout_file=None, stderr_file=None,
+            str(source),
+            str(target),
+            parameters={k: v for k, v in params.items() if k in declared},
+            kernel_name=kernel,
+            progress_bar=False,
+            log_output=log_output,
+            cwd=str(paths.output_dir),
+            stdout_file=None,
+            stderr_file=None,
         )
     except PapermillExecutionError as error:
         raise NotebookFailed(
@@ -181,7 +202,8 @@ def run(
             log(f"[{index}/{len(notebooks)}] {name}: up to date, skipped")
             timings[name] = float(stamp.read_text().split()[1])
         else:
-            log(f"[{index}/{len(notebooks)}] {name}: running (elapsed {_format_seconds(time.perf_counter() - run_started)})")
+            elapsed = _format_seconds(time.perf_counter() - run_started)
+            log(f"[{index}/{len(notebooks)}] {name}: running (elapsed {elapsed})")
             stamp.unlink(missing_ok=True)
             seconds = execute_notebook(name, params, paths, kernel)
             stamp.write_text(f"{fingerprint} {seconds:.1f}\n")
@@ -234,7 +256,10 @@ def _machine() -> str:
 
 def publish_default_run(paths: RunPaths) -> None:
     """Copy the default run's figures and report to the project's top-level ``figures/`` and ``report/``."""
-    for source_dir, target_dir, pattern in ((paths.figures, FIGURES_DIR, "*.png"), (paths.report, REPORT_DIR, "*.html")):
+    for source_dir, target_dir, pattern in (
+        (paths.figures, FIGURES_DIR, "*.png"),
+        (paths.report, REPORT_DIR, "*.html"),
+    ):
         target_dir.mkdir(parents=True, exist_ok=True)
         for source in sorted(source_dir.glob(pattern)):
             tmp = target_dir / f".{source.name}.tmp"

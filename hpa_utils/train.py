@@ -17,18 +17,17 @@ Every file is written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .backend import keras
 import numpy as np
 import pandas as pd
 
 from .augment import Augmenter
+from .backend import keras
 from .io import write_atomic, write_text_atomic
 from .metrics import keras_f1_metric, macro_f1
 from .models import build_variant, get_variant, prior_log_odds, set_trainable_part
@@ -227,8 +226,13 @@ def fit_model(
     model_path = models_dir / f"{name}.keras"
     history_path = models_dir / f"{name}.history.csv"
     ckpt_dir = models_dir / f"{name}.ckpt"
-    wanted = {"settings": asdict(settings), "image_size": data.image_size, "n_train": len(data.train_indices),
-              "n_val": len(data.val_indices), **(meta or {})}
+    wanted = {
+        "settings": asdict(settings),
+        "image_size": data.image_size,
+        "n_train": len(data.train_indices),
+        "n_val": len(data.val_indices),
+        **(meta or {}),
+    }
     if summary_path.is_file() and model_path.is_file():
         summary = json.loads(summary_path.read_text())
         if all(summary.get(k) == v for k, v in wanted.items()):
@@ -273,7 +277,8 @@ def fit_model(
         "best_epoch": int(frame["epoch"].iloc[best]),
         "train_seconds": round(float(frame["seconds"].sum()), 1),
         "images_per_second": round(len(data.train_indices) * len(frame) / max(time.perf_counter() - started, 1e-9), 1)
-        if not done else None,
+        if not done
+        else None,
         "path": model_path.name,
     }
     save_model_atomic(model, model_path)
@@ -296,8 +301,9 @@ def train_base(variant, data, settings, models_dir, log=print) -> dict:
     bias = prior_log_odds(data.y[data.train_indices]) if settings.prior_bias else None
     shape = (data.image_size, data.image_size, data.images.shape[-1])
     meta = {"variant": index, "variant_name": get_variant(index).name, "stage": "base", "parent": None}
-    return fit_model(base_name(index), lambda: build_variant(index, shape, output_bias=bias), data,
-                     settings, models_dir, meta, log)
+    return fit_model(
+        base_name(index), lambda: build_variant(index, shape, output_bias=bias), data, settings, models_dir, meta, log
+    )
 
 
 def finetune(variant, stage, data, settings, models_dir, log=print) -> dict:
@@ -310,11 +316,23 @@ def finetune(variant, stage, data, settings, models_dir, log=print) -> dict:
     parent_path = Path(models_dir) / f"{stage_name(index, parent)}.keras"
     if not parent_path.is_file():
         raise FileNotFoundError(f"{parent_path}: stage {stage} starts from this model; train it first")
-    meta = {"variant": index, "variant_name": get_variant(index).name, "stage": stage,
-            "parent": stage_name(index, parent), "parent_mtime_ns": parent_path.stat().st_mtime_ns}
+    meta = {
+        "variant": index,
+        "variant_name": get_variant(index).name,
+        "stage": stage,
+        "parent": stage_name(index, parent),
+        "parent_mtime_ns": parent_path.stat().st_mtime_ns,
+    }
     settings = TrainSettings(**{**asdict(settings), "part": part})
-    return fit_model(stage_name(index, stage), lambda: keras.saving.load_model(parent_path, compile=False),
-                     data, settings, models_dir, meta, log)
+    return fit_model(
+        stage_name(index, stage),
+        lambda: keras.saving.load_model(parent_path, compile=False),
+        data,
+        settings,
+        models_dir,
+        meta,
+        log,
+    )
 
 
 def _variant_index(variant) -> int:
@@ -333,17 +351,39 @@ def models_table(models_dir: str | Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(models_dir).glob("*.json")):
         summary = json.loads(path.read_text())
-        rows.append({
-            "model": summary["name"], "variant": summary["variant"], "variant_name": summary["variant_name"],
-            "stage": summary["stage"], "epochs": summary["epochs_trained"], "val_macro_f1": summary["val_macro_f1"],
-            "best_val_macro_f1": summary["best_val_macro_f1"], "best_epoch": summary["best_epoch"],
-            "train_seconds": summary["train_seconds"], "path": str(Path(models_dir) / summary["path"]),
-        })
+        rows.append(
+            {
+                "model": summary["name"],
+                "variant": summary["variant"],
+                "variant_name": summary["variant_name"],
+                "stage": summary["stage"],
+                "epochs": summary["epochs_trained"],
+                "val_macro_f1": summary["val_macro_f1"],
+                "best_val_macro_f1": summary["best_val_macro_f1"],
+                "best_epoch": summary["best_epoch"],
+                "train_seconds": summary["train_seconds"],
+                "path": str(Path(models_dir) / summary["path"]),
+            }
+        )
     order = {"base": 0, "A": 1, "B": 2, "C": 3}
-    frame = pd.DataFrame(rows, columns=["model", "variant", "variant_name", "stage", "epochs", "val_macro_f1",
-                                        "best_val_macro_f1", "best_epoch", "train_seconds", "path"])
-    return frame.sort_values(["variant", "stage"], key=lambda s: s.map(order) if s.name == "stage" else s,
-                             ignore_index=True)
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "variant",
+            "variant_name",
+            "stage",
+            "epochs",
+            "val_macro_f1",
+            "best_val_macro_f1",
+            "best_epoch",
+            "train_seconds",
+            "path",
+        ],
+    )
+    return frame.sort_values(
+        ["variant", "stage"], key=lambda s: s.map(order) if s.name == "stage" else s, ignore_index=True
+    )
 
 
 def load_training_data(
@@ -376,7 +416,9 @@ def run_jobs(jobs: list[tuple[str, Callable[[], dict]]], log: Callable[[str], No
     summaries = []
     for done, (name, job) in enumerate(jobs):
         elapsed = time.perf_counter() - started
-        log(tqdm.format_meter(done, len(jobs), elapsed, ncols=90, prefix="models", unit="model", postfix=f"next {name}"))
+        log(
+            tqdm.format_meter(done, len(jobs), elapsed, ncols=90, prefix="models", unit="model", postfix=f"next {name}")
+        )
         summaries.append(job())
     log(tqdm.format_meter(len(jobs), len(jobs), time.perf_counter() - started, ncols=90, prefix="models", unit="model"))
     return pd.DataFrame(summaries)
@@ -384,13 +426,18 @@ def run_jobs(jobs: list[tuple[str, Callable[[], dict]]], log: Callable[[str], No
 
 def base_jobs(variants, data, settings, models_dir, log=print) -> list[tuple[str, Callable[[], dict]]]:
     """One job per base variant (for :func:`run_jobs`)."""
-    return [(base_name(_variant_index(v)), lambda v=v: train_base(v, data, settings, models_dir, log)) for v in variants]
+    return [
+        (base_name(_variant_index(v)), lambda v=v: train_base(v, data, settings, models_dir, log)) for v in variants
+    ]
 
 
 def stage_jobs(variants, data, stage_settings: dict, models_dir, log=print) -> list[tuple[str, Callable[[], dict]]]:
     """Stages A, B, C of every base variant, in order (``stage_settings``: stage -> TrainSettings)."""
     return [
-        (stage_name(_variant_index(v), stage), lambda v=v, s=stage: finetune(v, s, data, stage_settings[s], models_dir, log))
+        (
+            stage_name(_variant_index(v), stage),
+            lambda v=v, s=stage: finetune(v, s, data, stage_settings[s], models_dir, log),
+        )
         for v in variants
         for stage, _, _ in STAGES
     ]
@@ -424,8 +471,12 @@ def predict_models(
         model = None
         for split, (images, indices) in splits.items():
             npy = predictions_dir / f"{name}_{split}.npy"
-            key = {"model_mtime_ns": Path(model_path).stat().st_mtime_ns, "rows": len(indices),
-                   "rows_hash": _rows_hash(indices), "image_size": int(images.shape[1])}
+            key = {
+                "model_mtime_ns": Path(model_path).stat().st_mtime_ns,
+                "rows": len(indices),
+                "rows_hash": _rows_hash(indices),
+                "image_size": int(images.shape[1]),
+            }
             meta = npy.with_suffix(".json")
             if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
                 out[split][name] = np.load(npy)

@@ -25,7 +25,9 @@ def write_tiny_dataset(root: Path, n: int = 6, size: int = 64, seed: int = 0, te
     for i in range(n):
         sample_id = f"id{i:03d}"
         for channel in CHANNELS:
-            cv2.imwrite(str(root / "train" / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8))
+            cv2.imwrite(
+                str(root / "train" / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8)
+            )
         rows.append(f"{sample_id},{i % 28} {(i + 3) % 28}")
     (root / "train.csv").write_text("\n".join(rows) + "\n")
     if test:
@@ -34,7 +36,9 @@ def write_tiny_dataset(root: Path, n: int = 6, size: int = 64, seed: int = 0, te
         for i in range(test):
             sample_id = f"test{i:03d}"
             for channel in CHANNELS:
-                cv2.imwrite(str(root / "test" / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8))
+                cv2.imwrite(
+                    str(root / "test" / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8)
+                )
             sub.append(f"{sample_id},0")
         (root / "sample_submission.csv").write_text("\n".join(sub) + "\n")
     return root

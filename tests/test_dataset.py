@@ -167,9 +167,19 @@ def _corrupt(root: Path, case: str) -> str:
 
 
 BAD_CASES = [
-    "missing train.csv", "missing column", "token not an integer", "token out of range", "empty target",
-    "duplicate id", "id with path separator", "missing channel file", "truncated png", "not a png",
-    "rgb png", "16-bit png", "channel sizes differ",
+    "missing train.csv",
+    "missing column",
+    "token not an integer",
+    "token out of range",
+    "empty target",
+    "duplicate id",
+    "id with path separator",
+    "missing channel file",
+    "truncated png",
+    "not a png",
+    "rgb png",
+    "16-bit png",
+    "channel sizes differ",
 ]
 
 

@@ -13,20 +13,44 @@ import yaml
 from hpa_utils.config import NOTEBOOKS_DIR, PRESETS_DIR, resolve_params
 from hpa_utils.pipeline import NOTEBOOKS, NotebookFailed, run
 
-EDA_FIGURES = ["eda_class_counts", "eda_labels_per_image", "eda_cooccurrence", "eda_montage_rgb",
-               "eda_montage_channels", "eda_channel_stats", "eda_split_balance"]
-TRAINING_FIGURES = ["fig1_base_models", "fig2_stage_A", "fig3_stage_B", "fig4_stage_C", "base_val_f1",
-                    "models_val_f1"]
+EDA_FIGURES = [
+    "eda_class_counts",
+    "eda_labels_per_image",
+    "eda_cooccurrence",
+    "eda_montage_rgb",
+    "eda_montage_channels",
+    "eda_channel_stats",
+    "eda_split_balance",
+]
+TRAINING_FIGURES = ["fig1_base_models", "fig2_stage_A", "fig3_stage_B", "fig4_stage_C", "base_val_f1", "models_val_f1"]
 ENSEMBLE_FIGURES = ["ensemble_shift_sweep", "ensemble_comparison", "thresholds", "per_class_f1"]
-TABLES = ["dataset.json", "class_counts.csv", "split_balance.csv", "model_table.csv", "model_table.json",
-          "variants.csv", "base_models.csv", "models.csv", "shift_sweep.csv", "ensemble_comparison.csv",
-          "thresholds.csv", "leaderboard.csv", "ensemble.json", "run.json"]
+TABLES = [
+    "dataset.json",
+    "class_counts.csv",
+    "split_balance.csv",
+    "model_table.csv",
+    "model_table.json",
+    "variants.csv",
+    "base_models.csv",
+    "models.csv",
+    "shift_sweep.csv",
+    "ensemble_comparison.csv",
+    "thresholds.csv",
+    "leaderboard.csv",
+    "ensemble.json",
+    "run.json",
+]
 
 
 def _errors(notebook: Path) -> list[str]:
     nb = nbformat.read(notebook, as_version=4)
-    return [f"{output.get('ename')}: {output.get('evalue')}" for cell in nb.cells if cell.cell_type == "code"
-            for output in cell.get("outputs", []) if output.output_type == "error"]
+    return [
+        f"{output.get('ename')}: {output.get('evalue')}"
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.output_type == "error"
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,7 +84,8 @@ def test_stage_freezes_the_other_part(data, tmp_path):
     changed = [
         layer.name
         for layer, after in zip(base.layers, stage_a.layers)
-        if layer.name.startswith("cnn_") and "conv" in layer.name
+        if layer.name.startswith("cnn_")
+        and "conv" in layer.name
         and not np.array_equal(np.asarray(layer.weights[0]), np.asarray(after.weights[0]))
     ]
     assert changed, "stage A must train the CNN part"

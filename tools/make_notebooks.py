@@ -74,8 +74,8 @@ eda = notebook([
     new_code_cell(
         'data = dataset.open_dataset(params["data_dir"])\n'
         "y = data.y\n"
-        'train_idx, val_idx = split.get_or_make_split(paths.results / f"split_seed{seed}_val{val_fraction}.csv",\n'
-        "                                             data.train_ids, y, val_fraction, seed)\n"
+        "train_idx, val_idx = split.get_or_make_split(paths.split_file(seed, val_fraction), data.train_ids, y,\n"
+        "                                             val_fraction, seed)\n"
         "description = eda.describe_dataset(data, params, n_val=len(val_idx))\n"
         'write_json_atomic(paths.results / "dataset.json", description)\n'
         "description"
@@ -163,7 +163,7 @@ baseline = notebook([
     new_markdown_cell("## Training\nOne line per epoch per model and an overall line per model; a model already trained with the same settings is skipped, an interrupted one resumes."),
     new_code_cell(
         'data = train.load_training_data(params["data_dir"], params["cache_dir"], image_size,\n'
-        '                                paths.results / f"split_seed{seed}_val{val_fraction}.csv", val_fraction, seed, workers)\n'
+        "                                paths.split_file(seed, val_fraction), val_fraction, seed, workers)\n"
         "settings = train.TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,\n"
         "                               augment=augment, prior_bias=prior_bias, seed=seed)\n"
         "summaries = train.run_jobs(train.base_jobs(variants, data, settings, paths.models))"
@@ -213,7 +213,7 @@ finetune = notebook([
     new_markdown_cell("## Training the stages"),
     new_code_cell(
         'data = train.load_training_data(params["data_dir"], params["cache_dir"], image_size,\n'
-        '                                paths.results / f"split_seed{seed}_val{val_fraction}.csv", val_fraction, seed, workers)\n'
+        "                                paths.split_file(seed, val_fraction), val_fraction, seed, workers)\n"
         "stage_epochs = {\"A\": stage_a_epochs, \"B\": stage_b_epochs, \"C\": stage_c_epochs}\n"
         "stage_settings = {stage: train.TrainSettings(epochs=n, batch_size=batch_size, learning_rate=stage_learning_rate,\n"
         "                                             augment=augment, seed=seed) for stage, n in stage_epochs.items()}\n"
@@ -265,7 +265,7 @@ ensemble_nb = notebook([
     new_markdown_cell("## Predictions of every model\nComputed once per model and split and stored under `predictions/`, so the sweeps below cost no inference."),
     new_code_cell(
         'data = train.load_training_data(params["data_dir"], params["cache_dir"], image_size,\n'
-        '                                paths.results / f"split_seed{seed}_val{val_fraction}.csv", val_fraction, seed, workers)\n'
+        "                                paths.split_file(seed, val_fraction), val_fraction, seed, workers)\n"
         'source = dataset.open_dataset(params["data_dir"])\n'
         "table = train.models_table(paths.models)\n"
         'table = table[table["variant"].isin(variants)]\n'
