@@ -34,9 +34,9 @@ lint: $(BIN)/hpa ## ruff
 bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 	$(BIN)/hpa bench $(ARGS)
 
-lab: $(BIN)/hpa ## JupyterLab on notebooks/ with the project's kernel
-	$(BIN)/python -m ipykernel install --sys-prefix --name hpa --display-name "Python (hpa)" >/dev/null
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+lab: $(BIN)/hpa ## JupyterLab on notebooks/ with the project's kernel ("Python (hpa)")
+	$(BIN)/python -c "from hpa_utils.pipeline import install_kernel; install_kernel('hpa')"
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
 
 report: $(BIN)/hpa ## re-render the report of an existing run (PRESET=quick)
 	$(BIN)/hpa report --preset $(PRESET) $(ARGS)

@@ -95,6 +95,19 @@ def notebook_fingerprint(notebook: Path, params: dict, upstream: str, library: s
     return digest.hexdigest()
 
 
+def check_dataset(data_dir: str | Path, log: Callable[[str], None] = print) -> None:
+    """Validate the dataset before any notebook runs (PNG headers here; the cache build decodes
+    every image). Raises DataError listing the problems, each naming the file and CSV line."""
+    from .dataset import validate_dataset
+    from .errors import DataError
+
+    report = validate_dataset(data_dir, decode=False)
+    if not report.ok:
+        raise DataError(problems=report.problems)
+    sizes = ", ".join(sorted(report.image_sizes))
+    log(f"dataset {data_dir}: {report.n_train} training and {report.n_test} test Ids, images {sizes}: valid")
+
+
 def _stamp(paths: RunPaths, name: str) -> Path:
     return paths.notebooks / f".{name}.done"
 
@@ -189,6 +202,7 @@ def run(
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log(f"hpa run: preset {params['preset']} -> {paths.output_dir}")
     ensure_dataset(params, log)
+    check_dataset(params["data_dir"], log)
     kernel = install_kernel()
     stream_notebook_output()
     library = library_fingerprint()

@@ -13,7 +13,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hpa-sample"
+def _find_real_sample() -> Path:
+    """The 40 real Ids: $HPA_SAMPLE_DIR, else ../shared/data/hpa-sample beside the checkout (or any parent's)."""
+    if os.environ.get("HPA_SAMPLE_DIR"):
+        return Path(os.environ["HPA_SAMPLE_DIR"])
+    root = Path(__file__).resolve().parents[1]
+    for parent in [root, *root.parents, Path("/work")]:
+        candidate = parent / "shared" / "data" / "hpa-sample"
+        if (candidate / "train.csv").is_file():
+            return candidate
+    return root.parent / "shared" / "data" / "hpa-sample"
+
+
+REAL_SAMPLE = _find_real_sample()
 CHANNELS = ("red", "green", "blue", "yellow")
 
 

@@ -167,3 +167,21 @@ def test_notebooks_stay_thin(name):
             functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
             assert all(len(f.body) <= 5 for f in functions), "logic belongs in hpa_utils"
             assert "__file__" not in cell.source and "os.getcwd" not in cell.source
+
+
+def test_run_on_an_invalid_dataset_stops_before_any_notebook_with_the_file_named(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "data", n=6, size=96)
+    (data / "train" / "id003_green.png").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "hpa_utils", "run", "--preset", "smoke", "--data-dir", str(data),
+         "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 1
+    assert "id003_green.png: channel file is missing" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "out" / "notebooks").glob("*.ipynb"))
