@@ -12,7 +12,7 @@ import pandas as pd
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it to ``path``.
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, then rename it to ``path``.
 
     The temporary name keeps ``path``'s suffix (some writers, e.g. Keras, check it).
     """
@@ -21,6 +21,8 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         write(tmp)
+        with open(tmp, "rb") as handle:  # on disk before the rename makes it visible
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

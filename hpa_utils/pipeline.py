@@ -54,7 +54,14 @@ def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_N
     name = name or kernel_name()
     folder = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--IPKernelApp.log_level=ERROR",
+        ],
         "display_name": display_name,
         "language": "python",
         "env": {

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from .io import write_atomic
 from .labels import CHANNELS, CLASS_NAMES, NUM_CLASSES
 
 # --------------------------------------------------------------------------- style and saving
@@ -111,17 +111,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(
+        path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    )
 
 
 # --------------------------------------------------------------------------- input helpers
@@ -639,7 +631,7 @@ def plot_training_curves(histories, title: str = "Training curves") -> Figure:
         ax.tick_params(axis="x", labelbottom=True)
     if exact:
         axes[1, 1].legend(handles=[
-            Line2D([], [], color="grey", label="Keras F1 (batch mean)"),
+            Line2D([], [], color="grey", label="Keras F1Score (whole epoch)"),
             Line2D([], [], color="grey", linestyle="--", label="exact macro F1"),
         ], loc="lower right")
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), title="model")

@@ -29,6 +29,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from .io import write_atomic
 from .labels import N_TRAIN_KAGGLE
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -612,21 +613,6 @@ def render_html(results: dict) -> str:
     )
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def render_report(output_dir: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
     """Render the report of the run in ``output_dir`` to ``out_path`` (default ``OUT/report/report.html``).
 
@@ -637,7 +623,7 @@ def render_report(output_dir: str | os.PathLike, out_path: str | os.PathLike | N
         raise FileNotFoundError(f"{output_dir}: no such run output directory; run the notebooks first")
     out_path = Path(out_path) if out_path else output_dir / "report" / "report.html"
     html = render_html(load_results(output_dir))
-    return _write_atomic(out_path, html.encode("utf-8"))
+    return write_atomic(out_path, lambda tmp: tmp.write_bytes(html.encode("utf-8")))
 
 
 # --------------------------------------------------------------------------- headless Chromium
@@ -674,18 +660,12 @@ def _chromium(args: list[str], page: str | os.PathLike, timeout: float = 180) ->
 
 
 def _chromium_to_file(args: list[str], page, target: Path, flag: str, magic: bytes) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(handle)
-    try:
-        Path(tmp).unlink()
+    def write(tmp: Path) -> None:
         _chromium([*args, f"{flag}={tmp}"], page)
-        if not Path(tmp).is_file() or not Path(tmp).read_bytes()[: len(magic)] == magic:
+        if not tmp.is_file() or tmp.read_bytes()[: len(magic)] != magic:
             raise RuntimeError(f"Chromium did not write a {target.suffix} file for {page}")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+
+    return write_atomic(target, write)
 
 
 def render_pdf(html_path: str | os.PathLike, pdf_path: str | os.PathLike | None = None) -> Path:

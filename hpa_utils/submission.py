@@ -11,10 +11,8 @@ line (1-based, the header is line 1); a file with several problems raises one Da
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .io import write_atomic
 from .labels import NUM_CLASSES, multihot_to_target, parse_target, targets_to_multihot
 from .metrics import binarize, macro_f1
 
@@ -97,22 +96,13 @@ def write_submission(path: str | os.PathLike, ids: Iterable[str], targets_or_bin
         problem = _label_problem(target)
         if problem:
             raise ValueError(f"prediction for Id {id_}: {problem}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(SUBMISSION_HEADER)
             writer.writerows(zip(ids, targets, strict=True))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return write_atomic(path, write)
 
 
 def make_submission(
