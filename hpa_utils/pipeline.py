@@ -124,43 +124,29 @@ def _format_seconds(seconds: float) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-class _CellOutputOnly:
-    """Logging filter: keep the notebooks' own output (epoch lines, warnings), drop papermill's chatter."""
+class _Indented:
+    """A text stream that indents every line, for the notebooks' own output on the console."""
 
-    NOISE = (
-        "Executing",
-        "Input Notebook",
-        "Output Notebook",
-        "Ending Cell",
-        "Black is not",
-        "Passed unknown",
-        "Kernel is running over TCP",
-        "[IPKernelApp]",
-        "Unable to parse",
-    )
+    def __init__(self, stream, prefix: str = "    "):
+        self.stream, self.prefix, self.at_line_start = stream, prefix, True
 
-    def filter(self, record) -> bool:
-        message = record.getMessage()
-        return bool(message.strip()) and not any(noise in message for noise in self.NOISE)
+    def write(self, text: str) -> int:
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start and piece.strip():
+                self.stream.write(self.prefix)
+            self.stream.write(piece)
+            self.at_line_start = piece.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
-def stream_notebook_output() -> None:
-    """Show what the notebooks print (model, epoch, elapsed) on the console while papermill runs them."""
-    import logging
+def execute_notebook(name: str, params: dict, paths: RunPaths, kernel: str, echo: bool = True) -> float:
+    """Run one notebook with papermill into ``paths.notebooks``; returns its wall time in seconds.
 
-    logger = logging.getLogger("papermill")
-    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_hpa", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler._hpa = True
-        handler.setFormatter(logging.Formatter("    %(message)s"))
-        handler.addFilter(_CellOutputOnly())
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
-def execute_notebook(name: str, params: dict, paths: RunPaths, kernel: str, log_output: bool = True) -> float:
-    """Run one notebook with papermill into ``paths.notebooks``; returns its wall time in seconds."""
+    With ``echo``, what the notebook prints (model, epoch, elapsed time) streams to the console, indented.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -175,10 +161,10 @@ def execute_notebook(name: str, params: dict, paths: RunPaths, kernel: str, log_
             parameters={k: v for k, v in params.items() if k in declared},
             kernel_name=kernel,
             progress_bar=False,
-            log_output=log_output,
+            log_output=False,
             cwd=str(paths.output_dir),
-            stdout_file=None,
-            stderr_file=None,
+            stdout_file=_Indented(sys.stdout) if echo else None,
+            stderr_file=_Indented(sys.stderr) if echo else None,
         )
     except PapermillExecutionError as error:
         raise NotebookFailed(
@@ -211,7 +197,6 @@ def run(
     ensure_dataset(params, log)
     check_dataset(params["data_dir"], log)
     kernel = install_kernel()
-    stream_notebook_output()
     library = library_fingerprint()
     upstream = ""
     timings: dict[str, float | None] = {}
