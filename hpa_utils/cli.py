@@ -120,9 +120,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .config import resolve_params
     from .report import render_pdf, render_report
 
+    from .config import RunPaths
+    from .pipeline import is_default_run, publish_default_run
+
     params = resolve_params(args.preset, output_dir=args.output_dir)
     html = render_report(params["output_dir"])
     print(f"report: {html}")
+    if is_default_run(params):
+        publish_default_run(RunPaths(Path(params["output_dir"])))
     if args.pdf:
         try:
             print(f"pdf: {render_pdf(html)}")

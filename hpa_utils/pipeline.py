@@ -222,7 +222,7 @@ def run(
 
         html = render_report(paths.output_dir)
         log(f"report: {html}")
-    if paths.output_dir == (RUNS_DIR / "quick").resolve() and params["synthetic"]:
+    if is_default_run(params):
         publish_default_run(paths)
         log(f"default run published to {FIGURES_DIR} and {REPORT_DIR}")
     log(f"hpa run: finished in {_format_seconds(time.perf_counter() - run_started)}")
@@ -258,6 +258,11 @@ def _machine() -> str:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{platform.machine()}, {cores} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def is_default_run(params: dict) -> bool:
+    """The run ``make run`` makes: the quick preset, on the synthetic data, in ``runs/quick``."""
+    return Path(params["output_dir"]) == (RUNS_DIR / "quick").resolve() and bool(params.get("synthetic"))
 
 
 def publish_default_run(paths: RunPaths) -> None:

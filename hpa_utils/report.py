@@ -367,6 +367,7 @@ def report_facts(results: dict) -> dict:
         ens = {
             "selected": selected,
             "n_selected": len(selected),
+            "n_positive": sum(1 for w in (ensemble.get("weights") or {}).values() if (_num(w) or 0) > 0),
             "shift": _num(ensemble.get("shift")),
             "threshold": _num(ensemble.get("threshold")),
             "threshold_method": ensemble.get("threshold_method") or None,

@@ -292,7 +292,7 @@ ensemble_nb = notebook([
         'print(f"shift {chosen_shift:.2f}, threshold {chosen_threshold:.2f}")\n'
         'pd.DataFrame({"val_f1": val_f1, "selected": val_f1.index.isin(selected), "weight": weights.reindex(val_f1.index).fillna(0)})'
     ),
-    new_markdown_cell("## The shift\nThe report found the shift mattered a lot (0.34 vs 0.36 moved its public score by 0.02). Each row re-weights the chosen models; blank where the shift removes every model."),
+    new_markdown_cell("## The shift\nThe report found the shift mattered a lot (0.34 vs 0.36 moved its public score by 0.02). Each row re-weights the chosen models and scores the ensemble at threshold 0.5 (as in training); blank where the shift removes every model."),
     new_code_cell(
         'save_table(sweep, paths.results / "shift_sweep.csv")\n'
         'plots.save_figure(plots.plot_shift_sweep(sweep, marked_shifts=(0.34, 0.36, chosen_shift)), paths.figures / "ensemble_shift_sweep.png")\n'
@@ -354,5 +354,7 @@ ensemble_nb = notebook([
 ])
 
 for name, nb in (("01_eda", eda), ("02_baseline", baseline), ("03_finetune", finetune), ("04_ensemble", ensemble_nb)):
+    for index, cell in enumerate(nb.cells):  # stable ids keep the sources diffable
+        cell.id = f"{name[:2]}-{index:02d}"
     nbformat.write(nb, ROOT / "notebooks" / f"{name}.ipynb")
     print("wrote", name)
