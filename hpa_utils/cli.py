@@ -117,11 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .config import resolve_params
-    from .report import render_pdf, render_report
-
-    from .config import RunPaths
+    from .config import RunPaths, resolve_params
     from .pipeline import is_default_run, publish_default_run
+    from .report import render_pdf, render_report
 
     params = resolve_params(args.preset, output_dir=args.output_dir)
     html = render_report(params["output_dir"])

@@ -177,3 +177,9 @@ def ensure_dataset(params: dict, log=print) -> None:
     )
     verb = "ready" if summary.get("skipped") else f"generated in {summary.get('seconds', 0):.0f} s"
     log(f"synthetic dataset {params['data_dir']}: {verb}")
+
+
+def run_label(params: dict) -> str:
+    """One line saying what made an output: preset, data and image size (figures carry it)."""
+    data = "synthetic data" if params.get("synthetic") else Path(params["data_dir"]).name
+    return f"hpa_utils · preset {params['preset']} · {data} · {params.get('image_size')} px"

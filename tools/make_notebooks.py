@@ -36,6 +36,7 @@ from hpa_utils import config, plots
 params = config.resolve_params(preset, dict({overrides}, cache_dir=cache_dir), data_dir, output_dir)
 paths = config.RunPaths(Path(params["output_dir"])).make()
 config.ensure_dataset(params)
+made_by = config.run_label(params)  # every saved figure says which run made it
 print(f"preset {{params['preset']}} | data {{params['data_dir']}} | output {{paths.output_dir}}")
 '''
 
@@ -86,14 +87,14 @@ eda = notebook([
         'save_table(counts, paths.results / "class_counts.csv")\n'
         'fig = plots.plot_class_counts(counts["count"], reference=counts["kaggle_scaled"],\n'
         '                              label="this dataset", reference_label="Kaggle (scaled)")\n'
-        'plots.save_figure(fig, paths.figures / "eda_class_counts.png")\n'
+        'plots.save_figure(fig, paths.figures / "eda_class_counts.png", source=made_by)\n'
         'counts.drop(columns="share")'
     ),
     new_markdown_cell("## Labels per image and co-occurrence\nMost images carry one or two labels; the heatmap shows P(column | row): how often a class comes with another."),
     new_code_cell(
         "per_image = eda.labels_per_image(y)\n"
-        'plots.save_figure(plots.plot_labels_per_image(per_image), paths.figures / "eda_labels_per_image.png")\n'
-        'plots.save_figure(plots.plot_cooccurrence(y), paths.figures / "eda_cooccurrence.png")\n'
+        'plots.save_figure(plots.plot_labels_per_image(per_image), paths.figures / "eda_labels_per_image.png", source=made_by)\n'
+        'plots.save_figure(plots.plot_cooccurrence(y), paths.figures / "eda_cooccurrence.png", source=made_by)\n'
         "per_image.to_frame().T"
     ),
     new_markdown_cell("## Sample images\nComposites (red microtubules, green protein, blue nucleus, yellow ER added to red and green) and the four channels separately. The green channel carries the labels."),
@@ -101,14 +102,14 @@ eda = notebook([
         "rows = eda.montage_rows(y, n=8, seed=seed)\n"
         "images = dataset.load_samples(data.train_dir, [data.train_ids[r] for r in rows], size=256)\n"
         "titles = [data.train['labels'][r] for r in rows]\n"
-        'plots.save_figure(plots.plot_montage(images, titles, mode="rgb"), paths.figures / "eda_montage_rgb.png")\n'
-        'plots.save_figure(plots.plot_montage(images[:4], titles[:4], mode="channels"), paths.figures / "eda_montage_channels.png");'
+        'plots.save_figure(plots.plot_montage(images, titles, mode="rgb"), paths.figures / "eda_montage_rgb.png", source=made_by)\n'
+        'plots.save_figure(plots.plot_montage(images[:4], titles[:4], mode="channels"), paths.figures / "eda_montage_channels.png", source=made_by);'
     ),
     new_markdown_cell("## Channel intensities\nPer-image mean intensity of each stain, from the decoded cache the models train on (it is built here once and reused)."),
     new_code_cell(
         'images = open_cache(data, "train", params["image_size"], params["cache_dir"], workers=workers)\n'
         "stats = eda.channel_stats(images, eda.montage_rows(y, n=min(len(y), 500), seed=seed))\n"
-        'plots.save_figure(plots.plot_channel_stats(stats), paths.figures / "eda_channel_stats.png")\n'
+        'plots.save_figure(plots.plot_channel_stats(stats), paths.figures / "eda_channel_stats.png", source=made_by)\n'
         'stats.groupby("channel")[["mean", "std"]].describe().round(1)'
     ),
     new_markdown_cell("## Train / validation split\nIterative stratification over all 28 labels; every class with two or more images is on both sides, a class with a single image is in training."),
@@ -116,7 +117,7 @@ eda = notebook([
         "balance = eda.split_counts(y, train_idx, val_idx)\n"
         'save_table(balance, paths.results / "split_balance.csv")\n'
         'fig = plots.plot_split_balance(balance["train"], balance["val"])\n'
-        'plots.save_figure(fig, paths.figures / "eda_split_balance.png")\n'
+        'plots.save_figure(fig, paths.figures / "eda_split_balance.png", source=made_by)\n'
         'print(f"{len(train_idx)} training and {len(val_idx)} validation images")'
     ),
 ])
@@ -173,7 +174,7 @@ baseline = notebook([
         "shown = [v for v in figure_variants if v in variants]\n"
         "histories = {train.base_name(v): train.load_history(paths.models, train.base_name(v)) for v in shown}\n"
         'fig = plots.plot_training_curves(histories, title=f"Figure 1. Base models {shown}")\n'
-        'plots.save_figure(fig, paths.figures / "fig1_base_models.png");'
+        'plots.save_figure(fig, paths.figures / "fig1_base_models.png", source=made_by);'
     ),
     new_markdown_cell("## Validation macro F1 of every base model"),
     new_code_cell(
@@ -181,7 +182,7 @@ baseline = notebook([
         'bases = table[table["stage"] == "base"]\n'
         'save_table(bases, paths.results / "base_models.csv")\n'
         'fig = plots.plot_model_scores(bases.rename(columns={"val_macro_f1": "val_f1"}), title="Validation macro F1 of the base models")\n'
-        'plots.save_figure(fig, paths.figures / "base_val_f1.png")\n'
+        'plots.save_figure(fig, paths.figures / "base_val_f1.png", source=made_by)\n'
         'bases[["model", "variant_name", "epochs", "val_macro_f1", "best_val_macro_f1", "best_epoch", "train_seconds"]]'
     ),
 ])
@@ -227,7 +228,7 @@ finetune = notebook([
         "    name = train.stage_name(shown, stage)\n"
         "    fig = plots.plot_training_curves({name: train.load_history(paths.models, name)},\n"
         '                                     title=f"Figure {number}. Base model {shown}, stage {stage}: {captions[stage]}")\n'
-        '    plots.save_figure(fig, paths.figures / f"fig{number}_stage_{stage}.png")'
+        '    plots.save_figure(fig, paths.figures / f"fig{number}_stage_{stage}.png", source=made_by)'
     ),
     new_markdown_cell("## Every model's validation macro F1, by base model and stage"),
     new_code_cell(
@@ -235,7 +236,7 @@ finetune = notebook([
         "table = table[table[\"variant\"].isin(variants)]\n"
         'save_table(table, paths.results / "models.csv")\n'
         'scores = table.rename(columns={"val_macro_f1": "val_f1", "variant": "base"})\n'
-        'plots.save_figure(plots.plot_stage_heatmap(scores), paths.figures / "models_val_f1.png")\n'
+        'plots.save_figure(plots.plot_stage_heatmap(scores), paths.figures / "models_val_f1.png", source=made_by)\n'
         'table.pivot(index="variant", columns="stage", values="val_macro_f1")[["base", "A", "B", "C"]].round(3)'
     ),
 ])
@@ -295,7 +296,7 @@ ensemble_nb = notebook([
     new_markdown_cell("## The shift\nThe report found the shift mattered a lot (0.34 vs 0.36 moved its public score by 0.02). Each row re-weights the chosen models and scores the ensemble at threshold 0.5 (as in training); blank where the shift removes every model."),
     new_code_cell(
         'save_table(sweep, paths.results / "shift_sweep.csv")\n'
-        'plots.save_figure(plots.plot_shift_sweep(sweep, marked_shifts=(0.34, 0.36, chosen_shift)), paths.figures / "ensemble_shift_sweep.png")\n'
+        'plots.save_figure(plots.plot_shift_sweep(sweep, marked_shifts=(0.34, 0.36, chosen_shift)), paths.figures / "ensemble_shift_sweep.png", source=made_by)\n'
         'sweep[sweep["shift"].isin([0.34, 0.36, chosen_shift])].round(3)'
     ),
     new_markdown_cell("## Single models against the ensembles\nThe weighted ensemble of the chosen models, and the report's other finding: all models with equal weights."),
@@ -303,7 +304,7 @@ ensemble_nb = notebook([
         'ensembles = {"weighted (chosen)": dict(weights), "equal weights (all models)": {m: 1.0 for m in table["model"]}}\n'
         "comparison = ensemble.compare_models(sets, labels, ensembles, threshold=chosen_threshold)\n"
         'save_table(comparison, paths.results / "ensemble_comparison.csv")\n'
-        'plots.save_figure(plots.plot_ensemble_comparison(comparison), paths.figures / "ensemble_comparison.png")\n'
+        'plots.save_figure(plots.plot_ensemble_comparison(comparison), paths.figures / "ensemble_comparison.png", source=made_by)\n'
         "comparison.round(3)"
     ),
     new_markdown_cell("## Thresholds\nA global 0.5, the best single global threshold and per-class thresholds, each fitted on validation and scored on held-out data (the test labels when known, else half of validation). Per-class thresholds fitted on few examples overfit: the gap shows it."),
@@ -317,14 +318,14 @@ ensemble_nb = notebook([
         '    study = ensemble.threshold_study(labels["val"][fit_rows], p_val[fit_rows], labels["val"][hold_rows], p_val[hold_rows])\n'
         'study.insert(1, "held_out", held_out or "validation half")\n'
         'save_table(study.drop(columns="thresholds"), paths.results / "thresholds.csv")\n'
-        'plots.save_figure(plots.plot_threshold_study(study), paths.figures / "thresholds.png")\n'
+        'plots.save_figure(plots.plot_threshold_study(study), paths.figures / "thresholds.png", source=made_by)\n'
         'study.drop(columns="thresholds").round(3)'
     ),
     new_markdown_cell("## Per-class F1 of the ensemble on validation"),
     new_code_cell(
         'per_class = metrics.f1_per_class(labels["val"], metrics.binarize(p_val, chosen_threshold))\n'
         "train_counts = data.y[data.train_indices].sum(axis=0)\n"
-        'plots.save_figure(plots.plot_per_class_f1(per_class, counts=train_counts), paths.figures / "per_class_f1.png");'
+        'plots.save_figure(plots.plot_per_class_f1(per_class, counts=train_counts), paths.figures / "per_class_f1.png", source=made_by);'
     ),
     new_markdown_cell("## Submission and leaderboard\n`submission.csv` in Kaggle's format (the sample submission's Id order). With a solution file, each submission is scored on the public and private parts, like Kaggle's leaderboard."),
     new_code_cell(
