@@ -238,6 +238,7 @@ def fit_model(
         if all(summary.get(k) == v for k, v in wanted.items()):
             log(f"{name}: already trained (val macro F1 {summary['val_macro_f1']:.3f}), skipped")
             return {**summary, "skipped": True}
+    summary_path.unlink(missing_ok=True)  # a stale summary must not look finished while retraining
     seed_everything(settings.seed)
     history: list[dict] = []
     done = 0
@@ -258,8 +259,10 @@ def fit_model(
     callback = EpochEnd(name, data, settings, ckpt_dir, history_path, history, log)
     started = time.perf_counter()
     if done < settings.epochs:
+        train_batches = data.batches("train", settings)
+        train_batches.epoch = done  # the shuffling and augmentation of epoch done+1 on, as uninterrupted
         model.fit(
-            data.batches("train", settings),
+            train_batches,
             validation_data=data.batches("val", settings),
             epochs=settings.epochs,
             initial_epoch=done,
