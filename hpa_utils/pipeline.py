@@ -247,6 +247,9 @@ def _write_run_record(params: dict, paths: RunPaths, timings: dict, started_at: 
         "seconds": round(seconds, 1),
         "notebooks": timings,
         "notebook_seconds": round(sum(v for v in timings.values() if v), 1),
+        "model_train_seconds": round(
+            sum(json.loads(p.read_text()).get("train_seconds", 0) for p in paths.models.glob("*.json")), 1
+        ),
         "machine": _machine(),
     }
     write_json_atomic(record_path, record)
