@@ -641,7 +641,7 @@ def plot_training_curves(histories, title: str = "Training curves") -> Figure:
         axes[1, 1].legend(handles=[
             Line2D([], [], color="grey", label="Keras F1Score (whole epoch)"),
             Line2D([], [], color="grey", linestyle="--", label="exact macro F1"),
-        ], loc="lower right")
+        ], loc="best", framealpha=0.9)
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), title="model")
     fig.suptitle(title)
     return fig
