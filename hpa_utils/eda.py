@@ -95,3 +95,8 @@ def describe_dataset(dataset, params: dict, n_val: int | None = None) -> dict:
         "image_size": params.get("image_size"),
         "has_solution": dataset.solution.is_file(),
     }
+
+
+def sample_rows(n: int, k: int = 500, seed: int = 0) -> np.ndarray:
+    """Up to ``k`` distinct random rows of ``range(n)``, sorted (a cheap sample for per-image statistics)."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(k, n), replace=False))

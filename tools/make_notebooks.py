@@ -108,7 +108,7 @@ eda = notebook([
     new_markdown_cell("## Channel intensities\nPer-image mean intensity of each stain, from the decoded cache the models train on (it is built here once and reused)."),
     new_code_cell(
         'images = open_cache(data, "train", params["image_size"], params["cache_dir"], workers=workers)\n'
-        "stats = eda.channel_stats(images, eda.montage_rows(y, n=min(len(y), 500), seed=seed))\n"
+        "stats = eda.channel_stats(images, eda.sample_rows(len(y), 500, seed))\n"
         'plots.save_figure(plots.plot_channel_stats(stats), paths.figures / "eda_channel_stats.png", source=made_by)\n'
         'stats.groupby("channel")[["mean", "std"]].describe().round(1)'
     ),
