@@ -17,7 +17,6 @@ This is a benchmark, not a test: it prints numbers and asserts nothing.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -176,7 +175,3 @@ def format_table(result: dict) -> str:
     lines.append(f"  b/c pipeline vs kernel   {result['pipeline_vs_kernel']:.2f}   (goal >= 1.30)")
     lines.append(f"  cache build (decode 4 PNGs + resize)   {result['cache_build_samples_per_s']:.0f} samples/s")
     return "\n".join(lines)
-
-
-def to_json(result: dict) -> str:
-    return json.dumps(result, indent=1)
