@@ -114,7 +114,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, source: st
         ``path`` as a :class:`~pathlib.Path`.
     """
     if source:
-        fig.text(0.995, 0.002, source, ha="right", va="bottom", fontsize=7, color="0.45")
+        fig.text(0.995, -0.005, source, ha="right", va="top", fontsize=7, color="0.45")  # below everything
     metadata = {"Software": "hpa_utils", **({"Source": source} if source else {})}
     return write_atomic(
         path,
