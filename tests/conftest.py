@@ -29,29 +29,26 @@ REAL_SAMPLE = _find_real_sample()
 CHANNELS = ("red", "green", "blue", "yellow")
 
 
+def _write_pngs(folder: Path, sample_id: str, size: int, rng: np.random.Generator) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for channel in CHANNELS:
+        cv2.imwrite(str(folder / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8))
+
+
 def write_tiny_dataset(root: Path, n: int = 6, size: int = 64, seed: int = 0, test: int = 0) -> Path:
     """A Kaggle-layout folder with ``n`` train Ids of random 8-bit PNGs (and ``test`` test Ids)."""
     rng = np.random.default_rng(seed)
     (root / "train").mkdir(parents=True)
     rows = ["Id,Target"]
     for i in range(n):
-        sample_id = f"id{i:03d}"
-        for channel in CHANNELS:
-            cv2.imwrite(
-                str(root / "train" / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8)
-            )
-        rows.append(f"{sample_id},{i % 28} {(i + 3) % 28}")
+        _write_pngs(root / "train", f"id{i:03d}", size, rng)
+        rows.append(f"id{i:03d},{i % 28} {(i + 3) % 28}")
     (root / "train.csv").write_text("\n".join(rows) + "\n")
     if test:
-        (root / "test").mkdir()
         sub = ["Id,Predicted"]
         for i in range(test):
-            sample_id = f"test{i:03d}"
-            for channel in CHANNELS:
-                cv2.imwrite(
-                    str(root / "test" / f"{sample_id}_{channel}.png"), rng.integers(0, 255, (size, size), np.uint8)
-                )
-            sub.append(f"{sample_id},0")
+            _write_pngs(root / "test", f"test{i:03d}", size, rng)
+            sub.append(f"test{i:03d},0")
         (root / "sample_submission.csv").write_text("\n".join(sub) + "\n")
     return root
 
