@@ -35,7 +35,7 @@ bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 	$(BIN)/hpa bench $(ARGS)
 
 lab: $(BIN)/hpa ## JupyterLab on notebooks/ with the project's kernel ("Python (hpa)")
-	$(BIN)/python -c "from hpa_utils.pipeline import install_kernel; install_kernel('hpa')"
+	$(BIN)/python -c "from hpa_utils.run.runner import install_kernel; install_kernel('hpa')"
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
 
 report: $(BIN)/hpa ## re-render the report of an existing run (PRESET=quick)

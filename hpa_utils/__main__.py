@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from hpa_utils.run.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("imgaug")
 
-from hpa_utils.augment import Augmenter, make_augmenter  # noqa: E402
+from hpa_utils.training.augment import Augmenter, make_augmenter  # noqa: E402
 
 SIZE = 80
 

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpa_utils.cache import cache_files, open_cache
-from hpa_utils.dataset import load_sample, open_dataset, read_labels, validate_dataset
+from hpa_utils.data.cache import cache_files, open_cache
+from hpa_utils.data.dataset import load_sample, open_dataset, read_labels, validate_dataset
+from hpa_utils.data.labels import NUM_CLASSES, multihot_to_target, parse_target, target_to_multihot
+from hpa_utils.data.split import get_or_make_split, load_split, stratified_split
 from hpa_utils.errors import DataError
-from hpa_utils.labels import NUM_CLASSES, multihot_to_target, parse_target, target_to_multihot
-from hpa_utils.split import get_or_make_split, load_split, stratified_split
 
 # ----------------------------------------------------------------------------- labels
 

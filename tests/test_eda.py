@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpa_utils import eda
-from hpa_utils.labels import NUM_CLASSES
+from hpa_utils.data.labels import NUM_CLASSES
+from hpa_utils.studies import eda
 
 
 def _labels() -> np.ndarray:

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpa_utils.ensemble import (
+from hpa_utils.data.labels import NUM_CLASSES
+from hpa_utils.evaluation.ensemble import (
     DEFAULT_SHIFTS,
     compare_models,
     equal_weight_mean,
@@ -19,8 +20,7 @@ from hpa_utils.ensemble import (
     weighted_mean,
     weights_from_f1,
 )
-from hpa_utils.labels import NUM_CLASSES
-from hpa_utils.metrics import binarize, macro_f1
+from hpa_utils.evaluation.metrics import binarize, macro_f1
 
 
 def _labelled_set(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:

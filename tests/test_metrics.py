@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from hpa_utils.metrics import (
+from hpa_utils.evaluation.metrics import (
     best_global_threshold,
     binarize,
     f1_per_class,

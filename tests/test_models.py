@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from hpa_utils import models  # noqa: E402
+from hpa_utils.training import models  # noqa: E402
 
 # SPEC.md's table, row by row (the "GAP(d1) || GAP(d2) || GAP(d3) concatenated" row is its four layers).
 EXPECTED_LAYERS = [

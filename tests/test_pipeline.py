@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import yaml
 
-from hpa_utils.config import NOTEBOOKS_DIR, PRESETS_DIR, resolve_params
-from hpa_utils.pipeline import NOTEBOOKS, NotebookFailed, run
+from hpa_utils.run.config import NOTEBOOKS_DIR, PRESETS_DIR, resolve_params
+from hpa_utils.run.runner import NOTEBOOKS, NotebookFailed, run
 
 EDA_FIGURES = [
     "eda_class_counts",
@@ -55,7 +55,7 @@ def _errors(notebook: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    from hpa_utils.synth import generate_dataset
+    from hpa_utils.data.synth import generate_dataset
 
     base = tmp_path_factory.mktemp("smoke")
     data = base / "data"

@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from hpa_utils import plots  # noqa: E402
-from hpa_utils.labels import CLASS_NAMES, NUM_CLASSES, TRAIN_COUNTS  # noqa: E402
+from hpa_utils.data.labels import CLASS_NAMES, NUM_CLASSES, TRAIN_COUNTS  # noqa: E402
+from hpa_utils.reporting import plots  # noqa: E402
 
 RNG_SEED = 0
 

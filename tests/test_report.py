@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from hpa_utils import report
-from hpa_utils.labels import CLASS_NAMES, TRAIN_COUNTS
+from hpa_utils.data.labels import CLASS_NAMES, TRAIN_COUNTS
+from hpa_utils.reporting import report
 
 SECTION_IDS = ("introduction", "data", "model", "experiments", "discussion", "conclusion", "references")
 EXTRA_FIGURE = "extra_diagnostic"

@@ -8,10 +8,10 @@ import uuid
 import numpy as np
 import pytest
 
+from hpa_utils.data.labels import NUM_CLASSES, targets_to_multihot
 from hpa_utils.errors import DataError
-from hpa_utils.labels import NUM_CLASSES, targets_to_multihot
-from hpa_utils.metrics import macro_f1
-from hpa_utils.submission import (
+from hpa_utils.evaluation.metrics import macro_f1
+from hpa_utils.evaluation.submission import (
     format_score,
     make_submission,
     predictions_to_targets,

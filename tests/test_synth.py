@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from hpa_utils import synth
+from hpa_utils.data import synth
+from hpa_utils.data.labels import CHANNELS, LABELS_PER_IMAGE_COUNTS, NUM_CLASSES, TRAIN_COUNTS, parse_target
 from hpa_utils.errors import DataError
-from hpa_utils.labels import CHANNELS, LABELS_PER_IMAGE_COUNTS, NUM_CLASSES, TRAIN_COUNTS, parse_target
 
 ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SMALL = dict(n_train=12, n_test=6, size=64)

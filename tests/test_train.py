@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpa_utils.cache import open_cache
-from hpa_utils.dataset import open_dataset
-from hpa_utils.split import stratified_split
-from hpa_utils.train import (
+from hpa_utils.data.cache import open_cache
+from hpa_utils.data.dataset import open_dataset
+from hpa_utils.data.split import stratified_split
+from hpa_utils.training.train import (
     HISTORY_COLUMNS,
     CachedBatches,
     TrainingData,
@@ -25,7 +25,7 @@ from hpa_utils.train import (
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TrainingData:
-    from hpa_utils.synth import generate_dataset
+    from hpa_utils.data.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("synth") / "data"
     generate_dataset(root, n_train=48, n_test=8, size=128, seed=1)

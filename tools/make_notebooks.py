@@ -31,7 +31,8 @@ def setup_cell(names: dict, extra_imports: str) -> str:
 
 from IPython.display import display
 
-from hpa_utils import config, plots
+from hpa_utils.run import config
+from hpa_utils.reporting import plots
 {extra_imports}
 params = config.resolve_params(preset, dict({overrides}, cache_dir=cache_dir), data_dir, output_dir)
 paths = config.RunPaths(Path(params["output_dir"])).make()
@@ -70,7 +71,7 @@ eda = notebook([
         "train/validation split that every later notebook uses (saved with the run)."
     ),
     parameters(params_cell(EDA_PARAMS)),
-    new_code_cell(setup_cell(EDA_PARAMS, "from hpa_utils import dataset, eda, split\nfrom hpa_utils.cache import open_cache\nfrom hpa_utils.io import save_table, write_json_atomic\n")),
+    new_code_cell(setup_cell(EDA_PARAMS, "from hpa_utils.data import dataset, split\nfrom hpa_utils.studies import eda\nfrom hpa_utils.data.cache import open_cache\nfrom hpa_utils.io import save_table, write_json_atomic\n")),
     new_markdown_cell("## The dataset\nThe Kaggle layout is read and checked; the summary says what this run uses."),
     new_code_cell(
         'data = dataset.open_dataset(params["data_dir"])\n'
@@ -144,7 +145,7 @@ baseline = notebook([
         "layer table, the table of base-model variants, their training, and the report's Figure 1."
     ),
     parameters(params_cell(BASE_PARAMS)),
-    new_code_cell(setup_cell(BASE_PARAMS, "from hpa_utils import models, train\nfrom hpa_utils.io import save_table, write_json_atomic\n")),
+    new_code_cell(setup_cell(BASE_PARAMS, "from hpa_utils.training import models, train\nfrom hpa_utils.io import save_table, write_json_atomic\n")),
     new_markdown_cell("## The model\nThe layer table at the report's input of 256x256x4 (597,388 parameters in the report)."),
     new_code_cell(
         "reference = models.build_variant(0, (256, 256, 4))\n"
@@ -210,7 +211,7 @@ finetune = notebook([
         "so every base model gives three more (the report: 8 base models, 24 fine-tuned, 32 in all)."
     ),
     parameters(params_cell(FT_PARAMS)),
-    new_code_cell(setup_cell(FT_PARAMS, "from hpa_utils import train\nfrom hpa_utils.io import save_table\n")),
+    new_code_cell(setup_cell(FT_PARAMS, "from hpa_utils.training import train\nfrom hpa_utils.io import save_table\n")),
     new_markdown_cell("## Training the stages"),
     new_code_cell(
         'data = train.load_training_data(params["data_dir"], params["cache_dir"], image_size,\n'
@@ -262,7 +263,7 @@ ensemble_nb = notebook([
         "synthetic dataset's `solution.csv`, split into Kaggle's public and private parts) are only used to score."
     ),
     parameters(params_cell(ENS_PARAMS)),
-    new_code_cell(setup_cell(ENS_PARAMS, "import numpy as np\nimport pandas as pd\n\nfrom hpa_utils import dataset, ensemble, metrics, submission, train\nfrom hpa_utils.cache import open_cache\nfrom hpa_utils.io import save_table, write_json_atomic\n")),
+    new_code_cell(setup_cell(ENS_PARAMS, "import numpy as np\nimport pandas as pd\n\nfrom hpa_utils.data import dataset\nfrom hpa_utils.evaluation import ensemble, metrics, submission\nfrom hpa_utils.training import train\nfrom hpa_utils.data.cache import open_cache\nfrom hpa_utils.io import save_table, write_json_atomic\n")),
     new_markdown_cell("## Predictions of every model\nComputed once per model and split and stored under `predictions/`, so the sweeps below cost no inference."),
     new_code_cell(
         'data = train.load_training_data(params["data_dir"], params["cache_dir"], image_size,\n'

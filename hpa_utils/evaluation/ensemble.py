@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import (
+from hpa_utils.evaluation.metrics import (
     DEFAULT_THRESHOLD_GRID,
     best_global_threshold,
     binarize,

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .labels import CHANNELS, parse_target, targets_to_multihot
+from hpa_utils.data.labels import CHANNELS, parse_target, targets_to_multihot
+from hpa_utils.errors import DataError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -301,7 +301,7 @@ class ValidationReport:
 
     def summary(self) -> str:
         """A one-screen text summary: counts per class, labels per image, image sizes."""
-        from .labels import CLASS_NAMES
+        from hpa_utils.data.labels import CLASS_NAMES
 
         lines = [f"{self.data_dir}: {self.n_train} training Ids, {self.n_test} test Ids"]
         if self.class_counts is not None:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
-from .errors import DataError
-from .io import save_table
+from hpa_utils.errors import DataError
+from hpa_utils.io import save_table
 
 
 def stratified_split(y: np.ndarray, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -29,8 +29,8 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from .io import write_atomic
-from .labels import N_TRAIN_KAGGLE
+from hpa_utils.data.labels import N_TRAIN_KAGGLE
+from hpa_utils.io import write_atomic
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -544,7 +544,7 @@ def _augmentation(params: dict) -> dict:
     if found:
         return found
     try:  # imgaug is a heavy import: only when the run did not record its settings
-        from . import augment
+        from hpa_utils.training import augment
     except ImportError:
         return {}
     low, high = augment.SCALE_RANGE

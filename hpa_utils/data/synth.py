@@ -39,8 +39,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from hpa_utils.errors import DataError
-from hpa_utils.labels import (
+from hpa_utils.data.labels import (
     CHANNELS,
     LABELS_PER_IMAGE_COUNTS,
     NUM_CLASSES,
@@ -48,6 +47,7 @@ from hpa_utils.labels import (
     multihot_to_target,
     target_to_multihot,
 )
+from hpa_utils.errors import DataError
 
 #: Bumped whenever the pictures change, so an old dataset is not mistaken for a new one.
 GENERATOR_VERSION = 2

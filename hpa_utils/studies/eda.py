@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .labels import CHANNELS, CLASS_NAMES, NUM_CLASSES, TRAIN_COUNTS
+from hpa_utils.data.labels import CHANNELS, CLASS_NAMES, NUM_CLASSES, TRAIN_COUNTS
 
 
 def class_counts(y: np.ndarray) -> pd.DataFrame:
@@ -80,7 +80,7 @@ def split_counts(y: np.ndarray, train_indices: np.ndarray, val_indices: np.ndarr
 
 def describe_dataset(dataset, params: dict, n_val: int | None = None) -> dict:
     """What the run ran on: synthetic or real, sizes, source image size (for the report and run.json)."""
-    from .dataset import read_png_header
+    from hpa_utils.data.dataset import read_png_header
 
     first = dataset.train_dir / f"{dataset.train_ids[0]}_green.png"
     width, height, _, _ = read_png_header(first)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import (
+from hpa_utils.run.config import (
     FIGURES_DIR,
     NOTEBOOKS_DIR,
     PROJ_ROOT,
@@ -105,8 +105,8 @@ def notebook_fingerprint(notebook: Path, params: dict, upstream: str, library: s
 def check_dataset(data_dir: str | Path, log: Callable[[str], None] = print) -> None:
     """Validate the dataset before any notebook runs (PNG headers here; the cache build decodes
     every image). Raises DataError listing the problems, each naming the file and CSV line."""
-    from .dataset import validate_dataset
-    from .errors import DataError
+    from hpa_utils.data.dataset import validate_dataset
+    from hpa_utils.errors import DataError
 
     report = validate_dataset(data_dir, decode=False)
     if not report.ok:
@@ -218,7 +218,7 @@ def run(
         upstream = fingerprint
     record = _write_run_record(params, paths, timings, started_at, time.perf_counter() - run_started)
     if render and (NOTEBOOKS_DIR / "04_ensemble.ipynb").is_file():
-        from .report import render_report
+        from hpa_utils.reporting.report import render_report
 
         html = render_report(paths.output_dir)
         log(f"report: {html}")
@@ -230,7 +230,7 @@ def run(
 
 
 def _write_run_record(params: dict, paths: RunPaths, timings: dict, started_at: str, seconds: float) -> dict:
-    from .io import write_json_atomic
+    from hpa_utils.io import write_json_atomic
 
     record_path = paths.results / "run.json"
     previous = json.loads(record_path.read_text()) if record_path.is_file() else {}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .backend import keras
+from hpa_utils.training.backend import keras
 
 layers = keras.layers
 

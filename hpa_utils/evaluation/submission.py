@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .io import write_atomic
-from .labels import NUM_CLASSES, multihot_to_target, parse_target, targets_to_multihot
-from .metrics import binarize, macro_f1
+from hpa_utils.data.labels import NUM_CLASSES, multihot_to_target, parse_target, targets_to_multihot
+from hpa_utils.errors import DataError
+from hpa_utils.evaluation.metrics import binarize, macro_f1
+from hpa_utils.io import write_atomic
 
 SUBMISSION_HEADER = ("Id", "Predicted")
 SOLUTION_HEADER = ("Id", "Target", "Usage")

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .backend import keras
-from .cache import open_cache
-from .dataset import open_dataset
-from .labels import CHANNELS
-from .train import TrainingData, TrainSettings, compile_model, seed_everything
+from hpa_utils.data.cache import open_cache
+from hpa_utils.data.dataset import open_dataset
+from hpa_utils.data.labels import CHANNELS
+from hpa_utils.training.backend import keras
+from hpa_utils.training.train import TrainingData, TrainSettings, compile_model, seed_everything
 
 
 class InMemoryBatches(keras.utils.PyDataset):
@@ -104,11 +104,11 @@ def run_benchmark(
         variant: the base-model variant timed.
         workers: PyDataset threads of this project's pipeline.
     """
-    from .models import build_variant
+    from hpa_utils.training.models import build_variant
 
     work_dir = Path(work_dir)
     if data_dir is None:
-        from .synth import generate_dataset
+        from hpa_utils.data.synth import generate_dataset
 
         data_dir = work_dir / f"synthetic-{n_images}x512"
         generate_dataset(data_dir, n_train=n_images, n_test=8, size=512, seed=seed)

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import DataError
+from hpa_utils.errors import DataError
 
 
 def _quiet_tensorflow() -> None:
@@ -20,7 +20,7 @@ def _quiet_tensorflow() -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import generate_dataset
+    from hpa_utils.data.synth import generate_dataset
 
     summary = generate_dataset(
         args.out,
@@ -38,7 +38,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .dataset import validate_dataset
+    from hpa_utils.data.dataset import validate_dataset
 
     report = validate_dataset(args.data_dir, decode=not args.headers_only, workers=args.workers)
     if report.ok:
@@ -51,9 +51,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import open_cache
-    from .config import cache_dir_for
-    from .dataset import open_dataset
+    from hpa_utils.data.cache import open_cache
+    from hpa_utils.data.dataset import open_dataset
+    from hpa_utils.run.config import cache_dir_for
 
     dataset = open_dataset(args.data_dir)
     cache_dir = Path(args.cache_dir) if args.cache_dir else cache_dir_for(args.data_dir)
@@ -68,7 +68,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, run_benchmark
+    from hpa_utils.training.bench import format_table, run_benchmark
 
     log = (lambda line: None) if args.json else print
     result = run_benchmark(
@@ -92,14 +92,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .submission import format_score, score_submission
+    from hpa_utils.evaluation.submission import format_score, score_submission
 
     print(format_score(score_submission(args.submission, args.solution)))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import NotebookFailed, run
+    from hpa_utils.run.runner import NotebookFailed, run
 
     try:
         run(
@@ -117,9 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .config import RunPaths, resolve_params
-    from .pipeline import is_default_run, publish_default_run
-    from .report import render_pdf, render_report
+    from hpa_utils.reporting.report import render_pdf, render_report
+    from hpa_utils.run.config import RunPaths, resolve_params
+    from hpa_utils.run.runner import is_default_run, publish_default_run
 
     params = resolve_params(args.preset, output_dir=args.output_dir)
     html = render_report(params["output_dir"])

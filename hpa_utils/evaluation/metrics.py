@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import NUM_CLASSES
+from hpa_utils.data.labels import NUM_CLASSES
 
 #: Candidate thresholds searched by the threshold fitters.
 DEFAULT_THRESHOLD_GRID = np.round(np.arange(0.02, 0.96, 0.01), 2)
@@ -118,6 +118,6 @@ def keras_f1_metric(num_classes: int = NUM_CLASSES, threshold: float = 0.5, name
     This is what the training curves plot as train/validation F1; the exact
     validation macro F1 is computed in numpy by :func:`macro_f1` at each epoch end.
     """
-    from .backend import keras
+    from hpa_utils.training.backend import keras
 
     return keras.metrics.F1Score(average="macro", threshold=threshold, name=name)

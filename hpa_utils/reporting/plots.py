@@ -30,8 +30,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from .io import write_atomic
-from .labels import CHANNELS, CLASS_NAMES, NUM_CLASSES
+from hpa_utils.data.labels import CHANNELS, CLASS_NAMES, NUM_CLASSES
+from hpa_utils.io import write_atomic
 
 # --------------------------------------------------------------------------- style and saving
 

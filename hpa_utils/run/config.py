@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-PROJ_ROOT = Path(__file__).resolve().parents[1]
+PROJ_ROOT = Path(__file__).resolve().parents[2]
 PRESETS_DIR = PROJ_ROOT / "presets"
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
 FIGURES_DIR = PROJ_ROOT / "figures"
@@ -165,7 +165,7 @@ def ensure_dataset(params: dict, log=print) -> None:
     folders are ever written: a ``data_dir`` given by the user is read-only input."""
     if not params.get("synthetic"):
         return
-    from .synth import generate_dataset
+    from hpa_utils.data.synth import generate_dataset
 
     summary = generate_dataset(
         params["data_dir"],

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import HPADataset, channel_paths, default_workers, load_sample
-from .errors import DataError
-from .io import write_json_atomic
+from hpa_utils.data.dataset import HPADataset, channel_paths, default_workers, load_sample
+from hpa_utils.errors import DataError
+from hpa_utils.io import write_json_atomic
 
 CACHE_FORMAT_VERSION = 1
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .augment import Augmenter
-from .backend import keras
-from .io import write_atomic, write_text_atomic
-from .metrics import keras_f1_metric, macro_f1
-from .models import build_variant, get_variant, prior_log_odds, set_trainable_part
+from hpa_utils.evaluation.metrics import keras_f1_metric, macro_f1
+from hpa_utils.io import write_atomic, write_text_atomic
+from hpa_utils.training.augment import Augmenter
+from hpa_utils.training.backend import keras
+from hpa_utils.training.models import build_variant, get_variant, prior_log_odds, set_trainable_part
 
 #: Fine-tuning stages after a base model, as the report: (stage, part trained, parent stage).
 STAGES: tuple[tuple[str, str, str], ...] = (("A", "cnn", "base"), ("B", "dnn", "A"), ("C", "dnn", "B"))
@@ -339,7 +339,7 @@ def finetune(variant, stage, data, settings, models_dir, log=print) -> dict:
 
 
 def _variant_index(variant) -> int:
-    from .models import VARIANTS
+    from hpa_utils.training.models import VARIANTS
 
     return VARIANTS.index(get_variant(variant))
 
@@ -399,9 +399,9 @@ def load_training_data(
     workers: int = 2,
 ) -> TrainingData:
     """Open the dataset, its decoded cache at ``image_size`` and the run's saved split (made if missing)."""
-    from .cache import open_cache
-    from .dataset import open_dataset
-    from .split import get_or_make_split
+    from hpa_utils.data.cache import open_cache
+    from hpa_utils.data.dataset import open_dataset
+    from hpa_utils.data.split import get_or_make_split
 
     dataset = open_dataset(data_dir)
     images = open_cache(dataset, "train", image_size, cache_dir, workers=workers)
@@ -466,7 +466,7 @@ def predict_models(
     Returns:
         split -> model -> (N, C) float32 probabilities.
     """
-    from .io import write_atomic, write_json_atomic
+    from hpa_utils.io import write_atomic, write_json_atomic
 
     predictions_dir = Path(predictions_dir)
     out: dict[str, dict[str, np.ndarray]] = {split: {} for split in splits}
