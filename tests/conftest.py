@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("MPLBACKEND", "Agg")
+from hpa_utils.run import runtime
+
+runtime.configure(headless=True)
+
 
 def _find_real_sample() -> Path:
     """The 40 real Ids: $HPA_SAMPLE_DIR, else ../shared/data/hpa-sample beside the checkout (or any parent's)."""

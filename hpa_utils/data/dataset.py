@@ -33,9 +33,6 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PNG_COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
 
-# cv2 uses its own thread pool inside resize; our loaders parallelise across samples instead.
-cv2.setNumThreads(1)
-
 
 def csv_line(row_index: int) -> int:
     """The 1-based line number in a CSV file of DataFrame row ``row_index`` (header is line 1)."""

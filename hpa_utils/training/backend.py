@@ -1,17 +1,15 @@
-"""Keras, imported once with TensorFlow's start-up log silenced.
+"""Keras, imported once with TensorFlow's start-up log kept out of the output.
 
-TensorFlow 2.21 writes its start-up messages (oneDNN, CPU features) from C++ straight to
-file descriptor 2 before its logging is configured, ignoring ``TF_CPP_MIN_LOG_LEVEL``; in
-a notebook they land in the executed copy. Modules that need Keras import it from here.
+TensorFlow 2.21 writes its start-up messages (oneDNN, CPU features) from C++ straight to file
+descriptor 2 before its logging is configured, ignoring ``TF_CPP_MIN_LOG_LEVEL``; in a notebook they
+land in the executed copy. Modules that need Keras import it from here. The process's settings
+(backend, log levels, determinism) are made by :func:`hpa_utils.run.runtime.configure`, not here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 @contextlib.contextmanager
@@ -34,10 +32,5 @@ def stderr_silenced():
 
 with stderr_silenced():
     import keras  # noqa: E402
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.get_logger().setLevel("ERROR")
 
 __all__ = ["keras", "stderr_silenced"]

@@ -130,12 +130,8 @@ class TrainingData:
 
 
 def seed_everything(seed: int) -> None:
-    """Python, numpy and backend seeds, and TensorFlow's deterministic ops when it is the backend."""
+    """Python, numpy and backend seeds (deterministic ops are switched on by ``runtime.configure``)."""
     keras.utils.set_random_seed(int(seed))
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
