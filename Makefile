@@ -5,8 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 PRESET ?= quick
 ARGS ?=
-export TF_CPP_MIN_LOG_LEVEL ?= 3
-export KERAS_BACKEND ?= tensorflow
 
 .DEFAULT_GOAL := help
 
@@ -22,21 +20,20 @@ help: ## list the targets
 
 venv: $(BIN)/hpa ## create .venv and install the project (done by every target that needs it)
 
-run: $(BIN)/hpa ## the whole pipeline on the synthetic dataset (PRESET=quick; ARGS="-p epochs=3")
+run: $(BIN)/hpa ## the whole pipeline on the synthetic dataset (PRESET=quick; ARGS="-p train.base.epochs=3")
 	$(BIN)/hpa run --preset $(PRESET) $(ARGS)
 
 test: $(BIN)/hpa ## the test suite
 	$(BIN)/python -m pytest -q tests
 
-lint: $(BIN)/hpa ## ruff
-	$(BIN)/ruff check hpa_utils tests
+lint: $(BIN)/hpa ## ruff on the library, the tests and the notebooks
+	$(BIN)/ruff check hpa_utils tests notebooks
 
 bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 	$(BIN)/hpa bench $(ARGS)
 
-lab: $(BIN)/hpa ## JupyterLab on notebooks/ with the project's kernel ("Python (hpa)")
-	$(BIN)/python -c "from hpa_utils.run.runner import install_kernel; install_kernel('hpa')"
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
+lab: $(BIN)/hpa ## JupyterLab on the project (notebooks/, runs/, figures/, report/ in its file browser)
+	$(BIN)/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
 
 report: $(BIN)/hpa ## re-render the report of an existing run (PRESET=quick)
 	$(BIN)/hpa report --preset $(PRESET) $(ARGS)

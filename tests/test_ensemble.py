@@ -16,11 +16,11 @@ from hpa_utils.evaluation.ensemble import (
     model_f1_scores,
     select_models,
     shift_sweep,
-    threshold_study,
     weighted_mean,
     weights_from_f1,
 )
 from hpa_utils.evaluation.metrics import binarize, macro_f1
+from hpa_utils.evaluation.thresholds import halves, threshold_study
 
 
 def _labelled_set(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
@@ -167,10 +167,22 @@ def test_threshold_study_fitted_thresholds_score_best_on_the_fit_set():
     rng = np.random.default_rng(3)
     y_fit, p_fit = _labelled_set(rng, 40, 0.3)
     y_hold, p_hold = _labelled_set(rng, 400, 0.3)
-    table = threshold_study(y_fit, p_fit, y_hold, p_hold).set_index("method")
-    assert list(table.columns) == ["thresholds", "fit_f1", "holdout_f1", "gap"]
+    study = threshold_study(y_fit, p_fit, y_hold, p_hold)
+    assert study["key"].tolist() == ["fixed", "global", "per_class"]
+    assert study["method"].tolist() == ["fixed 0.5", "best global (fitted)", "per-class (fitted)"]
+    table = study.set_index("method")
+    assert list(table.columns) == ["key", "thresholds", "fit_f1", "holdout_f1", "gap"]
     fit = table["fit_f1"]
     assert fit["per-class (fitted)"] >= fit["best global (fitted)"] >= fit["fixed 0.5"]
     # per-class thresholds fitted on 40 images do worse on held-out data than on the images they fit
     assert table.loc["per-class (fitted)", "gap"] > 0
     np.testing.assert_allclose(table["gap"], table["fit_f1"] - table["holdout_f1"])
+
+
+def test_halves_are_disjoint_cover_every_row_and_repeat_for_a_seed():
+    fit, hold = halves(11, seed=2)
+    assert len(fit) == 5 and len(hold) == 6
+    np.testing.assert_array_equal(np.sort(np.concatenate([fit, hold])), np.arange(11))
+    again = halves(11, seed=2)
+    np.testing.assert_array_equal(fit, again[0])
+    np.testing.assert_array_equal(hold, again[1])

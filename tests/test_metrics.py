@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from hpa_utils.evaluation.metrics import (
-    best_global_threshold,
-    binarize,
-    f1_per_class,
-    fit_per_class_thresholds,
-    keras_f1_metric,
-    macro_f1,
-)
+from hpa_utils.evaluation.metrics import binarize, f1_per_class, keras_f1_metric, macro_f1
+from hpa_utils.evaluation.thresholds import best_global_threshold, fit_per_class_thresholds
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -1,17 +1,24 @@
-"""`hpa run` end to end with the smoke preset (synthetic data and the real sample), and notebook hygiene."""
+"""`hpa run` end to end with the smoke preset (synthetic data and the real sample), re-runs, Ctrl-C,
+the plain `papermill` command, and notebook hygiene."""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
-import yaml
+from PIL import Image
 
-from hpa_utils.run.config import NOTEBOOKS_DIR, PRESETS_DIR, resolve_params
-from hpa_utils.run.runner import NOTEBOOKS, NotebookFailed, run
+from hpa_utils.run.config import NOTEBOOKS_DIR, resolve_config
+from hpa_utils.run.runner import NOTEBOOK_NAMES, NotebookFailed, fingerprints, run
 
 EDA_FIGURES = [
     "eda_class_counts",
@@ -53,24 +60,33 @@ def _errors(notebook: Path) -> list[str]:
     ]
 
 
+def _ran(lines: list[str]) -> list[str]:
+    """The notebooks a run executed, from its log lines."""
+    return [name for name in NOTEBOOK_NAMES if any(f"{name}: done" in line for line in lines)]
+
+
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_data(tmp_path_factory):
     from hpa_utils.data.synth import generate_dataset
 
     base = tmp_path_factory.mktemp("smoke")
-    data = base / "data"
-    generate_dataset(data, n_train=160, n_test=40, size=128, seed=0)
+    generate_dataset(base / "data", n_train=160, n_test=40, size=128, seed=0)
+    return base
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_data):
     mp = pytest.MonkeyPatch()
-    mp.setenv("HPA_CACHE_DIR", str(base / "cache"))
+    mp.setenv("HPA_CACHE_DIR", str(smoke_data / "cache"))
     lines: list[str] = []
-    record = run("smoke", data_dir=data, output_dir=base / "out", log=lines.append)
-    yield base / "out", record, lines, data
+    record = run("smoke", data_dir=smoke_data / "data", output_dir=smoke_data / "out", log=lines.append, echo=False)
+    yield smoke_data / "out", record, lines, smoke_data / "data"
     mp.undo()
 
 
 def test_smoke_run_executes_every_notebook_and_writes_figures_tables_submission_report(smoke_run):
     out, record, lines, _ = smoke_run
-    for name in NOTEBOOKS:
+    for name in NOTEBOOK_NAMES:
         executed = out / "notebooks" / f"{name}.ipynb"
         assert executed.is_file() and _errors(executed) == []
     for figure in EDA_FIGURES + TRAINING_FIGURES + ENSEMBLE_FIGURES:
@@ -81,38 +97,73 @@ def test_smoke_run_executes_every_notebook_and_writes_figures_tables_submission_
     assert len(models) == 1 + 2 * 4  # 2 base variants x (base + 3 stages)
     assert (out / "submission.csv").read_text().startswith("Id,Predicted\n")
     assert (out / "report" / "report.html").stat().st_size > 100_000
-    assert record["preset"] == "smoke" and record["dataset"]["kind"] == "synthetic"
-    assert any("01_eda: done" in line for line in lines)
+    assert record["preset"] == "smoke" and record["dataset"]["kind"] == "real"  # a folder given by --data-dir
+    assert _ran(lines) == list(NOTEBOOK_NAMES)
 
 
-def test_smoke_outputs_say_which_preset_made_them(smoke_run):
-    out, *_ = smoke_run
-    run_record = json.loads((out / "results" / "run.json").read_text())
-    assert run_record["params"]["preset"] == "smoke"
+def test_the_run_configuration_is_resolved_once_and_written_into_the_run(smoke_run):
+    out, record, _, data = smoke_run
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["preset"] == "smoke" and saved["data"]["dir"] == str(data.resolve())
+    assert saved == record["config"]
     assert "smoke" in (out / "report" / "report.html").read_text()
 
 
-def test_rerun_skips_every_notebook_and_force_is_available(smoke_run):
+def test_figures_of_a_synthetic_run_say_synthetic_data(tmp_path, monkeypatch):
+    """The notebooks open the run's configuration instead of resolving it again (which lost `synthetic`)."""
+    from hpa_utils.run import open_run
+
+    monkeypatch.setenv("HPA_CACHE_DIR", str(tmp_path / "cache"))
+    config = resolve_config("smoke", output_dir=tmp_path / "out")
+    config.paths.make()
+    config.save()
+    opened = open_run("smoke", tmp_path / "out", log=lambda line: None)
+    assert opened.config == config and opened.config.synthetic
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    path = opened.save_figure(fig, "check")
+    assert "synthetic data" in Image.open(path).info["Source"]
+
+
+def test_rerun_skips_every_notebook(smoke_run):
     out, _, _, data = smoke_run
     lines: list[str] = []
-    run("smoke", data_dir=data, output_dir=out, log=lines.append)
+    run("smoke", data_dir=data, output_dir=out, log=lines.append, echo=False)
     skipped = [line for line in lines if "up to date, skipped" in line]
-    assert len(skipped) == len(NOTEBOOKS), lines
+    assert len(skipped) == len(NOTEBOOK_NAMES), lines
 
 
-def test_changed_parameter_reruns_from_the_notebook_that_uses_it(smoke_run, tmp_path):
+def test_an_ensemble_setting_reruns_only_the_ensemble_notebook(smoke_run):
     out, _, _, data = smoke_run
     lines: list[str] = []
-    run("smoke", data_dir=data, output_dir=out, overrides=["ensemble_top_k=3"], log=lines.append)
-    assert any("04_ensemble: done" in line for line in lines)
+    run("smoke", data_dir=data, output_dir=out, overrides=["ensemble.top_k=3"], log=lines.append, echo=False)
+    assert _ran(lines) == ["04_ensemble"], lines
     ensemble = json.loads((out / "results" / "ensemble.json").read_text())
     assert len(ensemble["selected"]) == 3
 
 
-def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_copy(smoke_run, tmp_path):
-    _, _, _, data = smoke_run
+def test_each_notebook_fingerprint_covers_only_the_sections_it_uses():
+    base = fingerprints(resolve_config("smoke"))
+    ensemble = fingerprints(resolve_config("smoke", ["ensemble.top_k=3"]))
+    epochs = fingerprints(resolve_config("smoke", ["train.base.epochs=5"]))
+    stage = fingerprints(resolve_config("smoke", ["train.stages.epochs.C=2"]))
+    seed = fingerprints(resolve_config("smoke", ["seed=1"]))
+
+    def changed(other):
+        return [name for name in NOTEBOOK_NAMES if other[name] != base[name]]
+
+    assert changed(ensemble) == ["04_ensemble"]
+    assert changed(epochs) == ["02_baseline", "03_finetune", "04_ensemble"]
+    assert changed(stage) == ["03_finetune", "04_ensemble"]
+    assert changed(seed) == list(NOTEBOOK_NAMES)
+
+
+def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_copy(smoke_data, tmp_path):
     with pytest.raises(NotebookFailed, match="02_baseline.ipynb failed") as info:
-        run("smoke", data_dir=data, output_dir=tmp_path / "bad", overrides=["variants=[99]"], log=lambda s: None)
+        run("smoke", data_dir=smoke_data / "data", output_dir=tmp_path / "bad", overrides=["train.variants=[99]"],
+            log=lambda s: None, echo=False)
     assert "Unknown model variant 99" in str(info.value)
     assert _errors(tmp_path / "bad" / "notebooks" / "02_baseline.ipynb")
     assert (tmp_path / "bad" / "results" / "class_counts.csv").is_file(), "01's results stay intact"
@@ -121,8 +172,8 @@ def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_co
 
 def test_smoke_run_on_the_real_sample(real_sample, tmp_path, monkeypatch):
     monkeypatch.setenv("HPA_CACHE_DIR", str(tmp_path / "cache"))
-    run("smoke", data_dir=real_sample, output_dir=tmp_path / "out", log=lambda s: None)
-    for name in NOTEBOOKS:
+    run("smoke", data_dir=real_sample, output_dir=tmp_path / "out", log=lambda s: None, echo=False)
+    for name in NOTEBOOK_NAMES:
         assert _errors(tmp_path / "out" / "notebooks" / f"{name}.ipynb") == []
     dataset = json.loads((tmp_path / "out" / "results" / "dataset.json").read_text())
     assert dataset == {**dataset, "kind": "real", "n_train": 40, "image_size_source": "512x512"}
@@ -130,49 +181,91 @@ def test_smoke_run_on_the_real_sample(real_sample, tmp_path, monkeypatch):
     assert not (tmp_path / "out" / "submission.csv").exists(), "no test set, so no submission"
 
 
-def test_unknown_override_is_rejected_with_the_known_names():
-    with pytest.raises(ValueError, match="unknown parameter 'epochz'"):
-        resolve_params("smoke", ["epochz=3"])
+# ----------------------------------------------------------------------------- the other two doors
+
+
+def test_the_plain_papermill_command_runs_a_notebook_as_a_user_types_it(tmp_path):
+    """`papermill notebooks/01_eda.ipynb out.ipynb -p preset smoke` on a fresh install: no kernel flag."""
+    papermill = Path(sys.executable).with_name("papermill")
+    env = {**os.environ, "HPA_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [str(papermill), str(NOTEBOOKS_DIR / "01_eda.ipynb"), str(tmp_path / "out.ipynb"),
+         "-p", "preset", "smoke", "-p", "output_dir", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=False, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _errors(tmp_path / "out.ipynb") == []
+    assert (tmp_path / "run" / "figures" / "eda_class_counts.png").is_file()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["synthetic"] is True
+
+
+def test_ctrl_c_stops_a_run_within_seconds_and_leaves_no_kernel_and_nothing_half_written(smoke_data, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "HPA_CACHE_DIR": str(smoke_data / "cache"), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "hpa_utils", "run", "--preset", "smoke", "--data-dir", str(smoke_data / "data"),
+               "--output-dir", str(out), "--no-report", "-p", "train.base.epochs=30"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    kernels: list[psutil.Process] = []
+    deadline = time.monotonic() + 300
+    for line in process.stdout:  # wait until the base models are training
+        if "epoch 2/30" in line or time.monotonic() > deadline:
+            break
+    kernels = psutil.Process(process.pid).children(recursive=True)
+    assert kernels, "a kernel runs the notebook"
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    sent = time.monotonic()
+    process.wait(timeout=60)
+    stopped_after = time.monotonic() - sent
+    stderr = process.stderr.read()
+    assert process.returncode == 130, stderr
+    assert stopped_after < 20
+    assert "interrupted in 02_baseline" in stderr and "run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    time.sleep(1)
+    assert not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "no orphan kernel"
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name], "nothing half-written"
+    assert not (out / "notebooks" / ".02_baseline.done").exists()
+    for summary in (out / "models").glob("*.json"):
+        assert summary.with_suffix(".keras").is_file()
+    assert (out / "notebooks" / ".01_eda.done").is_file(), "finished notebooks are kept"
 
 
 # ----------------------------------------------------------------------------- notebook hygiene
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
 def test_notebook_sources_have_no_outputs_and_open_with_a_parameters_cell(name):
     nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert nb.cells[0].cell_type == "markdown", "a short introduction comes first"
     assert "parameters" in code[0].metadata.get("tags", [])
     assert all(not cell.get("outputs") and cell.get("execution_count") is None for cell in code)
+    assert nb.metadata["kernelspec"]["name"] == "python3", "a kernel every environment with ipykernel has"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_parameter_defaults_equal_the_quick_preset(name):
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_notebook_parameters_are_the_preset_the_run_directory_and_overrides(name):
     nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
     cell = next(cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", []))
     defaults = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body}
-    quick = yaml.safe_load((PRESETS_DIR / "quick.yaml").read_text())
-    assert defaults.pop("preset") == "quick"
-    for key, value in defaults.items():
-        assert quick[key] == value, f"{name}: default {key}={value!r} differs from quick.yaml's {quick[key]!r}"
+    assert defaults == {"preset": "quick", "output_dir": None, "overrides": {}}
+    opening = [cell for cell in nb.cells if cell.cell_type == "code"][1].source
+    assert "open_run(preset, output_dir, overrides)" in opening
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebooks_stay_thin(name):
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_notebooks_only_narrate(name):
     nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            tree = ast.parse(cell.source)
-            functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
-            assert all(len(f.body) <= 5 for f in functions), "logic belongs in hpa_utils"
+            nodes = list(ast.walk(ast.parse(cell.source)))
+            assert not [n for n in nodes if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))], cell.source
+            assert not [n for n in nodes if isinstance(n, (ast.For, ast.While, ast.comprehension))], cell.source
             assert "__file__" not in cell.source and "os.getcwd" not in cell.source
 
 
 def test_run_on_an_invalid_dataset_stops_before_any_notebook_with_the_file_named(tmp_path):
-    import subprocess
-    import sys
-
     from conftest import write_tiny_dataset
 
     data = write_tiny_dataset(tmp_path / "data", n=6, size=96)

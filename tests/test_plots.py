@@ -15,6 +15,7 @@ from PIL import Image  # noqa: E402
 
 from hpa_utils.data.labels import CLASS_NAMES, NUM_CLASSES, TRAIN_COUNTS  # noqa: E402
 from hpa_utils.reporting import plots  # noqa: E402
+from hpa_utils.training.stages import STAGE_ORDER  # noqa: E402
 
 RNG_SEED = 0
 
@@ -264,8 +265,8 @@ def test_training_curves_rejects_missing_column(rng):
 
 
 def _scores_table(rng) -> pd.DataFrame:
-    rows = [{"model": f"m{b}{s}", "base": b, "stage": s, "val_f1": 0.3 + 0.04 * k + rng.random() * 0.02}
-            for b in range(4) for k, s in enumerate(["base", "A", "B", "C"])]
+    rows = [{"model": f"m{b}{s}", "variant": b, "stage": s, "val_macro_f1": 0.3 + 0.04 * k + rng.random() * 0.02}
+            for b in range(4) for k, s in enumerate(STAGE_ORDER)]
     return pd.DataFrame(rows)
 
 
@@ -277,7 +278,7 @@ def test_model_scores_grouped_by_base_and_stage(rng):
 
 
 def test_model_scores_without_base_or_stage(rng):
-    table = pd.DataFrame({"model": ["a", "b", "c"], "val_f1": [0.3, 0.35, 0.31]})
+    table = pd.DataFrame({"model": ["a", "b", "c"], "val_macro_f1": [0.3, 0.35, 0.31]})
     fig = plots.plot_model_scores(table)
     _assert_labelled(fig, 1)
     assert "b" in _tick_texts(fig.axes[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -12,8 +13,11 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from hpa_utils.data.labels import CLASS_NAMES, TRAIN_COUNTS
-from hpa_utils.reporting import report
+from hpa_utils.data.labels import CLASS_NAMES, N_TRAIN_KAGGLE, TRAIN_COUNTS
+from hpa_utils.reporting import browser
+from hpa_utils.reporting.render import FIGURES, render_report
+from hpa_utils.reporting.results import load_results
+from hpa_utils.run.config import resolve_config
 
 SECTION_IDS = ("introduction", "data", "model", "experiments", "discussion", "conclusion", "references")
 EXTRA_FIGURE = "extra_diagnostic"
@@ -40,26 +44,14 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
     results, figures = out_dir / "results", out_dir / "figures"
     results.mkdir(parents=True)
     figures.mkdir()
-    params = {
-        "image_size": 96,
-        "epochs": 3,
-        "batch_size": 16,
-        "learning_rate": 0.001,
-        "variants": [0, 1, 2],
-        "stage_a_epochs": 2,
-        "stage_b_epochs": 1,
-        "stage_c_epochs": 1,
-        "shift": "fit",
-        "seed": 7,
-        "data_dir": "/data/synthetic",
-        "val_fraction": 0.2,
-        "augment": True,
-        "figure_variants": [0, 1, 2, 3, 4],
-        "stage_figure_variant": 1,
-    }
+    config = resolve_config("quick", {
+        "data.image_size": 96, "train.base.epochs": 3, "train.base.learning_rate": 0.001,
+        "train.stages.epochs": {"A": 2, "B": 1, "C": 1}, "seed": 7, "train.variants": [0, 1, 2],
+    }, data_dir="/data/synthetic", output_dir=out_dir)
+    config.save()
     run = {
         "preset": "quick",
-        "params": params,
+        "config": config.to_dict(),
         "dataset": {
             "kind": kind,
             "data_dir": "/data/synthetic",
@@ -80,10 +72,10 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         {
             "class_id": range(28),
             "class_name": CLASS_NAMES,
-            "count": np.maximum(1, (kaggle * 240 / 31072).round().astype(int)),
-            "share": np.maximum(1, (kaggle * 240 / 31072).round()) / 240,
+            "count": np.maximum(1, (kaggle * 240 / N_TRAIN_KAGGLE).round().astype(int)),
+            "share": np.maximum(1, (kaggle * 240 / N_TRAIN_KAGGLE).round()) / 240,
             "kaggle_count": kaggle,
-            "kaggle_scaled": kaggle * 240 / 31072,
+            "kaggle_scaled": kaggle * 240 / N_TRAIN_KAGGLE,
         }
     ).to_csv(results / "class_counts.csv", index=False)
     pd.DataFrame(
@@ -156,6 +148,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         {
             "name": ["v2-C", "v1-C", "weighted (chosen)", "equal weights (all models)"],
             "kind": ["single", "single", "ensemble", "ensemble"],
+            "role": ["single", "single", "chosen", "equal_all"],
             "n_models": [1, 1, 3, 12],
             "val_f1": [0.320, 0.290, 0.341, 0.310],
         }
@@ -168,6 +161,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
     comparison.to_csv(results / "ensemble_comparison.csv", index=False)
     pd.DataFrame(
         {
+            "key": ["fixed", "global", "per_class"],
             "method": ["fixed 0.5", "best global (fitted)", "per-class (fitted)"],
             "fit_f1": [0.30, 0.34, 0.45],
             "holdout_f1": [0.29, 0.33, 0.31],
@@ -182,7 +176,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         }
     )
     board.to_csv(results / "leaderboard.csv", index=False)
-    for i, stem in enumerate([*report.FIGURES, EXTRA_FIGURE]):
+    for i, stem in enumerate([*FIGURES, EXTRA_FIGURE]):
         _png(figures / f"{stem}.png", i)
     (out_dir / "submission.csv").write_text("Id,Predicted\nabc,0 5\n")
     return out_dir
@@ -200,7 +194,7 @@ def fake_run(tmp_path: Path) -> Path:
 
 
 def test_report_has_every_section_toc_and_header(fake_run):
-    html = report.render_report(fake_run).read_text()
+    html = render_report(fake_run).read_text()
     for section in SECTION_IDS:
         assert f'<section id="{section}">' in html
         assert f'href="#{section}"' in html
@@ -215,9 +209,9 @@ def test_report_has_every_section_toc_and_header(fake_run):
 
 
 def test_every_figure_is_embedded_as_a_data_uri_with_alt_text(fake_run):
-    html = report.render_report(fake_run).read_text()
+    html = render_report(fake_run).read_text()
     sources = re.findall(r'<img src="([^"]*)" alt="([^"]+)"', html)
-    assert len(sources) == len(report.FIGURES) + 1 == html.count("<img")
+    assert len(sources) == len(FIGURES) + 1 == html.count("<img")
     assert all(src.startswith("data:image/png;base64,") for src, _ in sources)
     assert not re.search(r'(src|href)="(?!data:|#|https://www\.kaggle\.com|https://openreview\.net)', html)
     assert "<link" not in html and "<script src" not in html
@@ -227,7 +221,7 @@ def test_every_figure_is_embedded_as_a_data_uri_with_alt_text(fake_run):
 
 
 def test_tables_are_rendered_with_three_decimals(fake_run):
-    html = report.render_report(fake_run).read_text()
+    html = render_report(fake_run).read_text()
     assert html.count('<table class="data') >= 8
     assert "0.123456" not in html and "0.196544" not in html  # shift_sweep value 0.32-0.123456
     assert ">0.197<" in html
@@ -236,33 +230,33 @@ def test_tables_are_rendered_with_three_decimals(fake_run):
 
 
 def test_numbers_in_the_text_follow_models_csv(fake_run):
-    text = _text(report.render_report(fake_run).read_text())
+    text = _text(render_report(fake_run).read_text())
     assert "The best single model on validation is v2-C (k3_heavy, stage C) with a macro F1 of 0.320" in text
     assert "lies within 0.200–0.260" in text
     models_csv = fake_run / "results" / "models.csv"
     models = pd.read_csv(models_csv)
     models.loc[models.model == "v0-A", "val_macro_f1"] = 0.777
     models.to_csv(models_csv, index=False)
-    text = _text(report.render_report(fake_run).read_text())
+    text = _text(render_report(fake_run).read_text())
     assert "The best single model on validation is v0-A (k3, stage A) with a macro F1 of 0.777" in text
     assert "0.320" not in text.split("The best single model")[1][:80]
 
 
 def test_ensemble_gain_sentence_follows_the_comparison(fake_run):
-    text = _text(report.render_report(fake_run).read_text())
+    text = _text(render_report(fake_run).read_text())
     assert "The ensemble beat the best single model on validation" in text and "(+0.021)" in text
     assert "0.320 macro F1 on validation and the ensemble 0.341: a gain of +0.021." in text  # Conclusion
     path = fake_run / "results" / "ensemble_comparison.csv"
     table = pd.read_csv(path)
     table.loc[table.kind == "ensemble", "val_f1"] = [0.300, 0.310]
     table.to_csv(path, index=False)
-    text = _text(report.render_report(fake_run).read_text())
+    text = _text(render_report(fake_run).read_text())
     assert "The ensemble did not beat the best single model" in text and "(-0.020)" in text
     assert "and the ensemble 0.300: no gain (-0.020)." in text
 
 
 def test_shift_and_threshold_sentences_follow_their_files(fake_run):
-    text = _text(report.render_report(fake_run).read_text())
+    text = _text(render_report(fake_run).read_text())
     assert "On validation the best shift was 0.380" in text
     assert "the per-class thresholds overfit the fit set" in text
     path = fake_run / "results" / "thresholds.csv"
@@ -270,12 +264,12 @@ def test_shift_and_threshold_sentences_follow_their_files(fake_run):
     table["holdout_f1"] = table["fit_f1"] - 0.005
     table["gap"] = 0.005
     table.to_csv(path, index=False)
-    text = _text(report.render_report(fake_run).read_text())
+    text = _text(render_report(fake_run).read_text())
     assert "no sign here that the per-class thresholds overfit" in text
 
 
 def test_discussion_cites_the_original_report_and_says_scores_are_not_comparable(fake_run):
-    text = _text(report.render_report(fake_run).read_text())
+    text = _text(render_report(fake_run).read_text())
     discussion = text.split("5. Discussion")[1].split("6. Conclusion")[0]
     assert "the original report (cited)" in discussion
     assert "0.300–0.350 after 40 epochs" in discussion and "0.448 / 0.423" in discussion
@@ -292,7 +286,7 @@ def test_missing_optional_files_give_a_not_available_note(tmp_path):
         "figures/fig2_stage_A.png",
     ):
         (out / rel).unlink()
-    html = report.render_report(out).read_text()
+    html = render_report(out).read_text()
     text = _text(html)
     for rel in (
         "results/leaderboard.csv",
@@ -301,13 +295,13 @@ def test_missing_optional_files_give_a_not_available_note(tmp_path):
         "figures/fig2_stage_A.png",
     ):
         assert f"Not available in this run: {rel}" in text
-    assert html.count("<img") == len(report.FIGURES)  # one of the known figures gone, the extra one kept
+    assert html.count("<img") == len(FIGURES)  # one of the known figures gone, the extra one kept
     assert "No public or private score is available in this run" in text
     assert "These scores are not comparable" not in text and "real Kaggle data" in text
 
 
 def test_real_data_without_a_solution_says_scores_are_not_available(tmp_path):
-    text = _text(report.render_report(make_fake_run(tmp_path / "run", kind="real", scores=False)).read_text())
+    text = _text(render_report(make_fake_run(tmp_path / "run", kind="real", scores=False)).read_text())
     assert "no public or private score is available in this run (no solution file" in text
     assert "No public or private score is available in this run: without the competition's solution" in text
     assert "not available in this run" in text.split("ensemble: public / private")[1][:200]
@@ -316,7 +310,7 @@ def test_real_data_without_a_solution_says_scores_are_not_available(tmp_path):
 
 def test_an_empty_run_directory_still_renders(tmp_path):
     (tmp_path / "run").mkdir()
-    html = report.render_report(tmp_path / "run").read_text()
+    html = render_report(tmp_path / "run").read_text()
     assert all(f'id="{s}"' in html for s in SECTION_IDS)
     assert "Not available in this run: results/models.csv" in _text(html)
     assert "<img" not in html
@@ -325,41 +319,41 @@ def test_an_empty_run_directory_still_renders(tmp_path):
 def test_an_unreadable_result_file_is_reported_not_fatal(fake_run):
     (fake_run / "results" / "run.json").write_text("{not json")
     (fake_run / "results" / "models.csv").write_bytes(b"")
-    results = report.load_results(fake_run)
+    results = load_results(fake_run)
     assert results["run"] is None and results["models"] is None
     assert set(results["errors"]) == {"results/run.json", "results/models.csv"}
-    text = _text(report.render_report(fake_run).read_text())
+    text = _text(render_report(fake_run).read_text())
     assert "Not available in this run: results/models.csv" in text
 
 
 def test_load_results_collects_tables_figures_and_submission(fake_run):
-    results = report.load_results(fake_run)
+    results = load_results(fake_run)
     assert results["missing"] == [] and results["errors"] == {}
     assert list(results["models"].columns)[:4] == ["model", "variant", "variant_name", "stage"]
-    assert results["ensemble"]["selected"] == ["v2-C", "v2-B", "v1-C"]
-    assert set(results["figures"]) == {*report.FIGURES, EXTRA_FIGURE}
+    assert results["ensemble"].selected == ["v2-C", "v2-B", "v1-C"]
+    assert set(results["figures"]) == {*FIGURES, EXTRA_FIGURE}
     assert results["submission"] == fake_run / "submission.csv"
 
 
 def test_the_report_is_written_atomically(fake_run, monkeypatch):
-    path = report.render_report(fake_run)
+    path = render_report(fake_run)
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]
     before = path.read_bytes()
 
     def broken_fsync(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     (fake_run / "results" / "models.csv").unlink()
     with pytest.raises(OSError, match="disk full"):
-        report.render_report(fake_run)
+        render_report(fake_run)
     assert path.read_bytes() == before  # the old report is intact...
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]  # ...and no temp file is left
 
 
 def test_render_report_to_a_chosen_path(fake_run, tmp_path):
     target = tmp_path / "elsewhere" / "r.html"
-    assert report.render_report(fake_run, target) == target and target.read_text().startswith(
+    assert render_report(fake_run, target) == target and target.read_text().startswith(
         "<!DOCTYPE html>"
     )
 
@@ -369,37 +363,37 @@ def test_find_chromium_honours_the_environment(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     monkeypatch.setenv("CHROMIUM", str(fake))
-    assert report.find_chromium() == str(fake)
+    assert browser.find_chromium() == str(fake)
     monkeypatch.delenv("CHROMIUM")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert report.find_chromium() is None
+    assert browser.find_chromium() is None
 
 
 def test_render_pdf_without_chromium_says_what_to_install(fake_run, monkeypatch):
-    html = report.render_report(fake_run)
-    monkeypatch.setattr(report, "find_chromium", lambda: None)
+    html = render_report(fake_run)
+    monkeypatch.setattr(browser, "find_chromium", lambda: None)
     with pytest.raises(RuntimeError, match=r"apt-get install chromium"):
-        report.render_pdf(html)
+        browser.render_pdf(html)
 
 
 # --------------------------------------------------------------------------- in a real browser
 
 needs_chromium = pytest.mark.skipif(
-    report.find_chromium() is None,
+    browser.find_chromium() is None,
     reason="headless Chromium not found: apt-get install chromium (or set $CHROMIUM)",
 )
 
 
 @needs_chromium
 def test_report_in_headless_chromium_loads_every_image(fake_run):
-    html_path = report.render_report(fake_run)
-    dom = report.dump_dom(html_path)
+    html_path = render_report(fake_run)
+    dom = browser.dump_dom(html_path)
     for section in SECTION_IDS:
         assert f'<section id="{section}">' in dom
-    n_figures = len(report.FIGURES) + 1
+    n_figures = len(FIGURES) + 1
     assert f'data-images-total="{n_figures}"' in dom
     assert f'data-images-loaded="{n_figures}"' in dom
-    png = report.screenshot(html_path, html_path.parent / "report.png")
+    png = browser.screenshot(html_path, html_path.parent / "report.png")
     data = png.read_bytes()
     assert png == fake_run / "report" / "report.png" and data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
@@ -410,7 +404,7 @@ def test_report_in_headless_chromium_loads_every_image(fake_run):
 
 @needs_chromium
 def test_render_pdf_writes_a_pdf(fake_run):
-    pdf = report.render_pdf(report.render_report(fake_run))
+    pdf = browser.render_pdf(render_report(fake_run))
     assert pdf == fake_run / "report" / "report.pdf"
     assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 20_000
     assert sorted(p.name for p in pdf.parent.iterdir()) == ["report.html", "report.pdf"]

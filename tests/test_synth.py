@@ -153,7 +153,7 @@ def test_skip_when_complete_and_refuse_foreign_dirs(tmp_path):
 
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
-    real_write = synth._write_image
+    real_write = synth.writer._write_image
     calls = []
 
     def flaky(prefix, channels):
@@ -162,7 +162,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_write(prefix, channels)
 
-    monkeypatch.setattr(synth, "_write_image", flaky)
+    monkeypatch.setattr(synth.writer, "_write_image", flaky)
     with pytest.raises(KeyboardInterrupt):
         synth.generate_dataset(tmp_path / "ds", n_train=6, n_test=2, size=48, workers=1)
     assert len(calls) == 4
@@ -174,7 +174,7 @@ def test_failing_worker_leaves_nothing(tmp_path, monkeypatch):
     def broken(prefix, channels):
         raise OSError("disk full")
 
-    monkeypatch.setattr(synth, "_write_image", broken)
+    monkeypatch.setattr(synth.writer, "_write_image", broken)
     with pytest.raises(OSError, match="disk full"):
         synth.generate_dataset(tmp_path / "ds", n_train=40, n_test=8, size=32, workers=2)
     assert list(tmp_path.iterdir()) == []

@@ -11,16 +11,9 @@ import pytest
 from hpa_utils.data.cache import open_cache
 from hpa_utils.data.dataset import open_dataset
 from hpa_utils.data.split import stratified_split
-from hpa_utils.training.train import (
-    HISTORY_COLUMNS,
-    CachedBatches,
-    TrainingData,
-    TrainSettings,
-    finetune,
-    load_history,
-    models_table,
-    train_base,
-)
+from hpa_utils.training.batches import CachedBatches, TrainingData
+from hpa_utils.training.fit import HISTORY_COLUMNS, TrainSettings
+from hpa_utils.training.registry import finetune, load_history, models_table, train_base
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,7 @@ def build_cache(
         with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
             results = pool.map(fill, range(len(ids)))
             if progress:
-                from tqdm.auto import tqdm
+                from tqdm import tqdm
 
                 results = tqdm(results, total=len(ids), desc=f"caching {image_dir.name} at {size}px", unit="img")
             for _ in results:

@@ -1,10 +1,10 @@
-"""Weighted ensembles of predicted probabilities, the shift sweep and the threshold study.
+"""Weighted ensembles of predicted probabilities and the shift sweep.
 
 The report (SPEC.md, "What the report did", items 5-6) weights each model by its
 validation macro F1 minus a shift of 0.34, averages the predicted probabilities
 with those weights and thresholds the average. This module computes the weights,
-the averages, the sweep over the shift and the tables that compare single models,
-ensembles and threshold choices.
+the averages, the sweep over the shift and the table that compares single models
+and ensembles (the threshold choices are :mod:`hpa_utils.evaluation.thresholds`).
 
 Numpy/pandas only; nothing here reads files: callers pass arrays in. Probabilities
 are (N, C) arrays; a set of models is a dict ``name -> (N, C) array``.
@@ -19,13 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hpa_utils.evaluation.metrics import (
-    DEFAULT_THRESHOLD_GRID,
-    best_global_threshold,
-    binarize,
-    fit_per_class_thresholds,
-    macro_f1,
-)
+from hpa_utils.evaluation.metrics import binarize, macro_f1
 
 #: The report's shift: weight = validation F1 - 0.34.
 DEFAULT_SHIFT = 0.34
@@ -287,43 +281,6 @@ def compare_models(
     return pd.DataFrame(rows)
 
 
-def threshold_study(
-    y_val_fit: np.ndarray,
-    p_val_fit: np.ndarray,
-    y_holdout: np.ndarray,
-    p_holdout: np.ndarray,
-    grid: np.ndarray = DEFAULT_THRESHOLD_GRID,
-) -> pd.DataFrame:
-    """Compare threshold choices fitted on one set and scored on held-out data.
-
-    Rows: (a) the fixed global 0.5; (b) the best single global threshold fitted on the fit set;
-    (c) per-class thresholds fitted on the fit set. A large ``fit_f1 - holdout_f1`` gap for (c) is the
-    per-class thresholds overfitting the fit set.
-
-    Returns:
-        DataFrame with columns ``method``, ``thresholds`` (a description), ``fit_f1``, ``holdout_f1`` and
-        ``gap``; ``attrs["global_threshold"]`` and ``attrs["per_class_thresholds"]`` hold the fitted values.
-    """
-    global_t, _ = best_global_threshold(y_val_fit, p_val_fit, grid)
-    per_class = fit_per_class_thresholds(y_val_fit, p_val_fit, grid)
-    choices = [
-        ("fixed 0.5", "0.50", 0.5),
-        ("best global (fitted)", f"{global_t:.2f}", global_t),
-        ("per-class (fitted)", f"per class, {per_class.min():.2f}-{per_class.max():.2f}", per_class),
-    ]
-    rows = []
-    for method, text, thresholds in choices:
-        fit = macro_f1(y_val_fit, binarize(p_val_fit, thresholds))
-        holdout = macro_f1(y_holdout, binarize(p_holdout, thresholds))
-        rows.append(
-            {"method": method, "thresholds": text, "fit_f1": fit, "holdout_f1": holdout, "gap": fit - holdout}
-        )
-    table = pd.DataFrame(rows)
-    table.attrs["global_threshold"] = global_t
-    table.attrs["per_class_thresholds"] = per_class
-    return table
-
-
 def evaluation_sets(
     probs: Mapping[str, Mapping[str, np.ndarray]],
     y_val: np.ndarray,
@@ -389,12 +346,6 @@ def choose_weights(
         )
         return float("nan"), pd.Series(1.0, index=f1.index)
     return shift, weights_from_f1(f1, shift)
-
-
-def halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint random halves of ``range(n)`` (fit, hold-out), sorted; deterministic for a seed."""
-    order = np.random.default_rng([seed, n]).permutation(n)
-    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
 
 
 def leaderboard_entries(

@@ -6,17 +6,11 @@ Bad input exits non-zero with one line per problem and no traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 from hpa_utils.errors import DataError
-
-
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -99,7 +93,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hpa_utils.run.runner import NotebookFailed, run
+    from hpa_utils.run.runner import NotebookFailed, RunInterrupted, run
 
     try:
         run(
@@ -113,19 +107,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     except NotebookFailed as error:
         print(f"hpa run: {error}", file=sys.stderr)
         return 1
+    except RunInterrupted as error:
+        print(f"hpa run: {error}", file=sys.stderr)
+        return 130
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hpa_utils.reporting.report import render_pdf, render_report
-    from hpa_utils.run.config import RunPaths, resolve_params
-    from hpa_utils.run.runner import is_default_run, publish_default_run
+    from hpa_utils.reporting.browser import render_pdf
+    from hpa_utils.reporting.render import render_report
+    from hpa_utils.run.config import RUNS_DIR, RunPaths
+    from hpa_utils.run.runner import publish_default_run
 
-    params = resolve_params(args.preset, output_dir=args.output_dir)
-    html = render_report(params["output_dir"])
+    output_dir = Path(args.output_dir or RUNS_DIR / args.preset).resolve()
+    html = render_report(output_dir)
     print(f"report: {html}")
-    if is_default_run(params):
-        publish_default_run(RunPaths(Path(params["output_dir"])))
+    if output_dir == (RUNS_DIR / "quick").resolve():
+        publish_default_run(RunPaths(output_dir))
     if args.pdf:
         try:
             print(f"pdf: {render_pdf(html)}")
@@ -177,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--param",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="override a preset parameter (repeatable), e.g. -p epochs=3 -p variants=[0,1]",
+        metavar="SECTION.KEY=VALUE",
+        help="override a preset key (repeatable), e.g. -p train.base.epochs=3 -p train.variants=[0,1]",
     )
     p.add_argument("--force", action="store_true", help="re-run every notebook, even if up to date")
     p.add_argument("--no-report", action="store_true", help="skip rendering the report")
@@ -211,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_tensorflow()
+    from hpa_utils.run import runtime
+
+    runtime.configure()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hpa {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"hpa {args.command}: interrupted; finished outputs are kept, re-run the same command to resume",
+              file=sys.stderr)
         return 130
 
 

@@ -1,11 +1,14 @@
-"""``hpa run``: execute the numbered notebooks in order with papermill, then render the report.
+"""``hpa run``: resolve the configuration once, execute the numbered notebooks in order with
+papermill, then render the report.
 
-Data flows preset -> here -> papermill -> notebook -> hpa_utils -> files under the run's
-output directory -> report. A notebook is skipped when its fingerprint (its source, the
-run's parameters, the library's code and the upstream notebooks' fingerprints) matches
-the stamp its last successful execution left; ``force`` re-runs everything. A failing
-notebook stops the run with its error; the executed copy stays for reading and no stamp
-is written, so the next run retries it. Earlier results are left intact.
+Data flows preset -> :mod:`hpa_utils.run.config` (once, written to the run's ``config.json``) ->
+here -> papermill -> notebook -> :mod:`hpa_utils.studies` -> files under the run's output directory
+-> :mod:`hpa_utils.reporting`. A notebook is skipped when its fingerprint (its source, the
+configuration sections it uses, the library code it imports and its upstream notebooks' fingerprints,
+see :mod:`hpa_utils.run.fingerprint`) matches the stamp its last successful execution left; ``force``
+re-runs everything. A failing notebook stops the run with its error; the executed copy stays for
+reading and no stamp is written, so the next run retries it. Ctrl-C interrupts the running notebook's
+kernel, shuts it down and stops the run, keeping everything already finished.
 """
 
 from __future__ import annotations
@@ -14,62 +17,74 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hpa_utils.run.config import (
-    FIGURES_DIR,
-    NOTEBOOKS_DIR,
-    PROJ_ROOT,
-    REPORT_DIR,
-    RUNS_DIR,
-    RunPaths,
-    ensure_dataset,
-    resolve_params,
-)
+from hpa_utils.run.config import FIGURES_DIR, NOTEBOOKS_DIR, REPORT_DIR, RUNS_DIR, RunConfig, RunPaths, resolve_config
+from hpa_utils.run.fingerprint import notebook_fingerprint
+from hpa_utils.run.session import ensure_dataset
 
-NOTEBOOKS = ("01_eda", "02_baseline", "03_finetune", "04_ensemble")
-KERNEL_DISPLAY_NAME = "Python (hpa)"
+
+@dataclass(frozen=True)
+class Notebook:
+    """One numbered notebook: its name, the configuration sections it reads, the notebook before it."""
+
+    name: str
+    uses: tuple[str, ...]
+    upstream: str | None
+
+
+_DATA = ("preset", "seed", "data", "synth")
+#: The notebooks in run order. ``uses``: dotted configuration keys; changing one re-runs the notebook
+#: and, through ``upstream``, every notebook after it.
+NOTEBOOKS: tuple[Notebook, ...] = (
+    Notebook("01_eda", _DATA, None),
+    Notebook("02_baseline", (*_DATA, "train.variants", "train.batch_size", "train.augment", "train.base",
+                             "report.figure_variants"), "01_eda"),
+    Notebook("03_finetune", (*_DATA, "train", "report.stage_figure_variant"), "02_baseline"),
+    Notebook("04_ensemble", (*_DATA, "train.variants", "ensemble"), "03_finetune"),
+)
+NOTEBOOK_NAMES = tuple(notebook.name for notebook in NOTEBOOKS)
+KERNEL_DISPLAY_NAME = "Python (hpa run)"
+#: Seconds a kernel has to stop after Ctrl-C before it is killed.
+INTERRUPT_GRACE_SECONDS = 8.0
 
 
 class NotebookFailed(RuntimeError):
     """A notebook raised: the message holds the notebook, the failing cell's error and where the log is."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run; the message says where, and that re-running resumes."""
+
+
 def kernel_name() -> str:
-    """A kernel name unique to this environment, so papermill runs the project's Python whatever
-    kernels the user has registered (a user-level 'python3' or 'hpa' cannot shadow it)."""
+    """A kernel name unique to this environment, so ``hpa run`` executes the project's Python whatever
+    kernels the user has registered (a user-level 'python3' cannot shadow it)."""
     return "hpa-" + hashlib.sha1(sys.prefix.encode()).hexdigest()[:8]
 
 
 def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_NAME) -> str:
-    """Write the project's kernelspec into this environment (``sys.prefix``); returns its name.
+    """Write ``hpa run``'s kernelspec into this environment (``sys.prefix``); returns its name.
 
-    The kernel runs this interpreter with TensorFlow's start-up log silenced and the inline
-    matplotlib backend, so executed notebooks hold results, not log noise.
+    It is this interpreter's plain ipykernel, quieted (ipykernel warns on every start that its local
+    transport is unencrypted). The runtime settings are made by the notebook's ``open_run``. The
+    notebooks themselves name the ``python3`` kernel that every environment with ipykernel has, so
+    ``papermill`` and JupyterLab run them as they are.
     """
     name = name or kernel_name()
     folder = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name
     spec = {
-        "argv": [
-            sys.executable,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            "{connection_file}",
-            "--IPKernelApp.log_level=ERROR",
-        ],
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--IPKernelApp.log_level=ERROR"],
         "display_name": display_name,
         "language": "python",
-        "env": {
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
-            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "PYTHONWARNINGS": "ignore::DeprecationWarning",
-        },
         "metadata": {"debugger": True},
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,29 +92,6 @@ def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_N
     if not target.is_file() or json.loads(target.read_text()) != spec:
         target.write_text(json.dumps(spec, indent=1))
     return name
-
-
-def library_fingerprint() -> str:
-    """Hash of the library's source files (a code change re-runs the notebooks)."""
-    digest = hashlib.sha256()
-    for path in sorted((PROJ_ROOT / "hpa_utils").rglob("*")):
-        if path.suffix in (".py", ".j2", ".yaml") and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(PROJ_ROOT).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def notebook_fingerprint(notebook: Path, params: dict, upstream: str, library: str) -> str:
-    digest = hashlib.sha256()
-    for part in (
-        notebook.read_bytes(),
-        json.dumps(params, sort_keys=True).encode(),
-        upstream.encode(),
-        library.encode(),
-    ):
-        digest.update(part)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def check_dataset(data_dir: str | Path, log: Callable[[str], None] = print) -> None:
@@ -115,11 +107,7 @@ def check_dataset(data_dir: str | Path, log: Callable[[str], None] = print) -> N
     log(f"dataset {data_dir}: {report.n_train} training and {report.n_test} test Ids, images {sizes}: valid")
 
 
-def _stamp(paths: RunPaths, name: str) -> Path:
-    return paths.notebooks / f".{name}.done"
-
-
-def _format_seconds(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
@@ -142,36 +130,105 @@ class _Indented:
         self.stream.flush()
 
 
-def execute_notebook(name: str, params: dict, paths: RunPaths, kernel: str, echo: bool = True) -> float:
-    """Run one notebook with papermill into ``paths.notebooks``; returns its wall time in seconds.
+class _KernelInterrupter:
+    """While a notebook executes, Ctrl-C interrupts its kernel instead of the runner.
 
+    Jupyter starts kernels in a session of their own, so a Ctrl-C at the terminal never reaches them.
+    On the first SIGINT the kernel (every child process of this one) gets SIGINT, which stops the
+    running cell; papermill then reports the interrupted cell and shuts the kernel down. A kernel still
+    alive after :data:`INTERRUPT_GRACE_SECONDS`, or a second Ctrl-C, kills it. Outside this context
+    (in the main thread only) SIGINT behaves as usual.
+    """
+
+    def __init__(self):
+        self.interrupted = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+    def _handle(self, signum, frame):
+        first = not self.interrupted
+        self.interrupted = True
+        self._signal_kernels(signal.SIGINT if first else signal.SIGKILL)
+        if first:
+            timer = threading.Timer(INTERRUPT_GRACE_SECONDS, self._signal_kernels, args=(signal.SIGKILL,))
+            timer.daemon = True
+            timer.start()
+
+    @staticmethod
+    def _signal_kernels(signum) -> None:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.send_signal(signum)
+            except psutil.Error:
+                pass
+
+
+def execute_notebook(name: str, config: RunConfig, kernel: str, echo: bool = True) -> float:
+    """Run one notebook with papermill into the run's ``notebooks/``; returns its wall time in seconds.
+
+    The notebook gets its preset and run directory; its first cell opens the run's ``config.json``.
     With ``echo``, what the notebook prints (model, epoch, elapsed time) streams to the console, indented.
+
+    Raises:
+        NotebookFailed: a cell raised.
+        RunInterrupted: Ctrl-C.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source = NOTEBOOKS_DIR / f"{name}.ipynb"
+    paths = config.paths
     target = paths.notebooks / f"{name}.ipynb"
-    declared = papermill.inspect_notebook(str(source))
     started = time.perf_counter()
+    interrupter = _KernelInterrupter()
     try:
-        papermill.execute_notebook(
-            str(source),
-            str(target),
-            parameters={k: v for k, v in params.items() if k in declared},
-            kernel_name=kernel,
-            progress_bar=False,
-            log_output=False,
-            cwd=str(paths.output_dir),
-            stdout_file=_Indented(sys.stdout) if echo else None,
-            stderr_file=_Indented(sys.stderr) if echo else None,
-        )
-    except PapermillExecutionError as error:
-        raise NotebookFailed(
-            f"{name}.ipynb failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
-            f"the executed notebook, with the traceback, is {target}"
-        ) from None
+        with interrupter:
+            papermill.execute_notebook(
+                str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+                str(target),
+                parameters={"preset": config.preset, "output_dir": config.output_dir},
+                kernel_name=kernel,
+                progress_bar=False,
+                log_output=False,
+                cwd=str(paths.output_dir),
+                stdout_file=_Indented(sys.stdout) if echo else None,
+                stderr_file=_Indented(sys.stderr) if echo else None,
+            )
+    except Exception as error:
+        if interrupter.interrupted:
+            raise RunInterrupted(
+                f"interrupted in {name} after {format_seconds(time.perf_counter() - started)}; finished notebooks"
+                f" and trained models are kept: run the same command again to resume"
+            ) from None
+        if isinstance(error, PapermillExecutionError):
+            raise NotebookFailed(
+                f"{name}.ipynb failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                f"the executed notebook, with the traceback, is {target}"
+            ) from None
+        raise
+    if interrupter.interrupted:  # Ctrl-C as the last cell ended: the notebook is complete, the run stops
+        raise RunInterrupted(f"interrupted after {name}; run the same command again to go on")
     return time.perf_counter() - started
+
+
+def fingerprints(config: RunConfig) -> dict[str, str]:
+    """Each notebook's fingerprint for this configuration (see :mod:`hpa_utils.run.fingerprint`)."""
+    done: dict[str, str] = {}
+    for notebook in NOTEBOOKS:
+        parts = {key: config.section(key) for key in notebook.uses}
+        upstream = [done[notebook.upstream]] if notebook.upstream else []
+        done[notebook.name] = notebook_fingerprint(NOTEBOOKS_DIR / f"{notebook.name}.ipynb", parts, upstream)
+    return done
 
 
 def run(
@@ -180,68 +237,67 @@ def run(
     output_dir: str | Path | None = None,
     overrides: list[str] | dict | None = None,
     force: bool = False,
-    notebooks: tuple[str, ...] = NOTEBOOKS,
     render: bool = True,
     log: Callable[[str], None] = print,
+    echo: bool = True,
 ) -> dict:
     """Run the whole pipeline for a preset; returns the run record (also ``results/run.json``).
 
     Raises:
         NotebookFailed: a notebook raised; the run stops there.
+        RunInterrupted: Ctrl-C; the run stops there.
+        ValueError: an unknown preset, or a bad key or value (the message names it).
     """
-    params = resolve_params(preset, overrides, data_dir, output_dir)
-    paths = RunPaths(Path(params["output_dir"])).make()
+    from hpa_utils.run import runtime
+
+    runtime.configure()
+    config = resolve_config(preset, overrides, data_dir, output_dir)
+    paths = config.paths.make()
+    config.save()
     run_started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    log(f"hpa run: preset {params['preset']} -> {paths.output_dir}")
-    ensure_dataset(params, log)
-    check_dataset(params["data_dir"], log)
+    log(f"hpa run: preset {config.preset} -> {paths.output_dir}")
+    ensure_dataset(config, log)
+    check_dataset(config.data_dir, log)
     kernel = install_kernel()
-    library = library_fingerprint()
-    upstream = ""
     timings: dict[str, float | None] = {}
-    for index, name in enumerate(notebooks, 1):
-        fingerprint = notebook_fingerprint(NOTEBOOKS_DIR / f"{name}.ipynb", params, upstream, library)
-        stamp = _stamp(paths, name)
+    prints = fingerprints(config)
+    for index, notebook in enumerate(NOTEBOOKS, 1):
+        name, fingerprint = notebook.name, prints[notebook.name]
+        stamp = paths.notebooks / f".{name}.done"
         executed = paths.notebooks / f"{name}.ipynb"
+        counter = f"[{index}/{len(NOTEBOOKS)}] {name}"
         if not force and stamp.is_file() and executed.is_file() and stamp.read_text().split()[0] == fingerprint:
-            log(f"[{index}/{len(notebooks)}] {name}: up to date, skipped")
+            log(f"{counter}: up to date, skipped")
             timings[name] = float(stamp.read_text().split()[1])
-        else:
-            elapsed = _format_seconds(time.perf_counter() - run_started)
-            log(f"[{index}/{len(notebooks)}] {name}: running (elapsed {elapsed})")
-            stamp.unlink(missing_ok=True)
-            seconds = execute_notebook(name, params, paths, kernel)
-            stamp.write_text(f"{fingerprint} {seconds:.1f}\n")
-            timings[name] = round(seconds, 1)
-            log(f"[{index}/{len(notebooks)}] {name}: done in {_format_seconds(seconds)}")
-        upstream = fingerprint
-    record = _write_run_record(params, paths, timings, started_at, time.perf_counter() - run_started)
-    if render and (NOTEBOOKS_DIR / "04_ensemble.ipynb").is_file():
-        from hpa_utils.reporting.report import render_report
+            continue
+        log(f"{counter}: running (elapsed {format_seconds(time.perf_counter() - run_started)})")
+        stamp.unlink(missing_ok=True)
+        seconds = execute_notebook(name, config, kernel, echo=echo)
+        stamp.write_text(f"{fingerprint} {seconds:.1f}\n")
+        timings[name] = round(seconds, 1)
+        log(f"{counter}: done in {format_seconds(seconds)}")
+    record = _write_run_record(config, timings, started_at, time.perf_counter() - run_started)
+    if render:
+        from hpa_utils.reporting.render import render_report
 
-        html = render_report(paths.output_dir)
-        log(f"report: {html}")
-    if is_default_run(params):
+        log(f"report: {render_report(paths.output_dir)}")
+    if is_default_run(config):
         publish_default_run(paths)
         log(f"default run published to {FIGURES_DIR} and {REPORT_DIR}")
-    log(f"hpa run: finished in {_format_seconds(time.perf_counter() - run_started)}")
+    log(f"hpa run: finished in {format_seconds(time.perf_counter() - run_started)}")
     return record
 
 
-def _write_run_record(params: dict, paths: RunPaths, timings: dict, started_at: str, seconds: float) -> dict:
+def _write_run_record(config: RunConfig, timings: dict, started_at: str, seconds: float) -> dict:
     from hpa_utils.io import write_json_atomic
 
-    record_path = paths.results / "run.json"
-    previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    dataset = previous.get("dataset", {})
+    paths = config.paths
     dataset_path = paths.results / "dataset.json"
-    if dataset_path.is_file():
-        dataset = json.loads(dataset_path.read_text())
     record = {
-        "preset": params["preset"],
-        "params": params,
-        "dataset": dataset,
+        "preset": config.preset,
+        "config": config.to_dict(),
+        "dataset": json.loads(dataset_path.read_text()) if dataset_path.is_file() else {},
         "started": started_at,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
@@ -252,7 +308,7 @@ def _write_run_record(params: dict, paths: RunPaths, timings: dict, started_at: 
         ),
         "machine": _machine(),
     }
-    write_json_atomic(record_path, record)
+    write_json_atomic(paths.results / "run.json", record)
     return record
 
 
@@ -263,9 +319,9 @@ def _machine() -> str:
     return f"{platform.machine()}, {cores} cores, Python {platform.python_version()}, {platform.system()}"
 
 
-def is_default_run(params: dict) -> bool:
+def is_default_run(config: RunConfig) -> bool:
     """The run ``make run`` makes: the quick preset, on the synthetic data, in ``runs/quick``."""
-    return Path(params["output_dir"]) == (RUNS_DIR / "quick").resolve() and bool(params.get("synthetic"))
+    return Path(config.output_dir) == (RUNS_DIR / "quick").resolve() and config.synthetic
 
 
 def publish_default_run(paths: RunPaths) -> None:

@@ -1,11 +1,22 @@
-"""Summaries for the exploratory analysis: tables the EDA notebook shows and plots draws."""
+"""The exploratory analysis (notebook 01): the dataset, its classes, labels, stains and the split.
+
+:func:`explore` is the study: it reads the dataset, makes (or reuses) the run's split, writes the
+tables under ``results/`` and returns an :class:`EdaResult` that the notebook shows and plots.
+The small summaries it is made of are public for the tests and for other callers.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from hpa_utils.data.labels import CHANNELS, CLASS_NAMES, NUM_CLASSES, TRAIN_COUNTS
+from hpa_utils.data.labels import CHANNELS, CLASS_NAMES, N_TRAIN_KAGGLE, NUM_CLASSES, TRAIN_COUNTS
+
+if TYPE_CHECKING:
+    from hpa_utils.run.config import RunConfig
 
 
 def class_counts(y: np.ndarray) -> pd.DataFrame:
@@ -24,7 +35,7 @@ def class_counts(y: np.ndarray) -> pd.DataFrame:
             "count": counts,
             "share": counts / max(len(y), 1),
             "kaggle_count": kaggle,
-            "kaggle_scaled": kaggle * len(y) / 31072,
+            "kaggle_scaled": kaggle * len(y) / N_TRAIN_KAGGLE,
         }
     )
 
@@ -78,7 +89,7 @@ def split_counts(y: np.ndarray, train_indices: np.ndarray, val_indices: np.ndarr
     )
 
 
-def describe_dataset(dataset, params: dict, n_val: int | None = None) -> dict:
+def describe_dataset(dataset, image_size: int | None = None, n_val: int | None = None) -> dict:
     """What the run ran on: synthetic or real, sizes, source image size (for the report and run.json)."""
     from hpa_utils.data.dataset import read_png_header
 
@@ -92,7 +103,7 @@ def describe_dataset(dataset, params: dict, n_val: int | None = None) -> dict:
         "n_test": len(dataset.test_ids),
         "n_val": n_val,
         "image_size_source": f"{width}x{height}",
-        "image_size": params.get("image_size"),
+        "image_size": image_size,
         "has_solution": dataset.solution.is_file(),
     }
 
@@ -100,3 +111,73 @@ def describe_dataset(dataset, params: dict, n_val: int | None = None) -> dict:
 def sample_rows(n: int, k: int = 500, seed: int = 0) -> np.ndarray:
     """Up to ``k`` distinct random rows of ``range(n)``, sorted (a cheap sample for per-image statistics)."""
     return np.sort(np.random.default_rng(seed).choice(n, size=min(k, n), replace=False))
+
+
+MONTAGE_IMAGES = 8
+MONTAGE_SIZE = 256  # px: sample images are shown sharper than the models see them
+CHANNEL_STATS_SAMPLE = 500  # images: per-image intensities from a random sample are enough for the figure
+
+
+@dataclass
+class EdaResult:
+    """What notebook 01 shows: every table is also written under the run's ``results/``.
+
+    Attributes:
+        description: what the run ran on (``results/dataset.json``).
+        y: (N, 28) multi-hot training labels.
+        class_counts: images per class beside Kaggle's (``results/class_counts.csv``).
+        labels_per_image: images with 1, 2, ... labels.
+        montage: (n, MONTAGE_SIZE, MONTAGE_SIZE, 4) uint8 sample images and ``montage_titles``, their labels.
+        channel_stats: per-image mean/std of each stain, from a random sample of the decoded cache.
+        split_balance: per-class counts on each side of the split (``results/split_balance.csv``).
+        train_indices, val_indices: the run's split (``results/split_seed*_val*.csv``).
+    """
+
+    description: dict
+    y: np.ndarray
+    class_counts: pd.DataFrame
+    labels_per_image: pd.Series
+    montage: np.ndarray
+    montage_titles: list[str]
+    channel_stats: pd.DataFrame
+    split_balance: pd.DataFrame
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+
+
+def explore(config: RunConfig) -> EdaResult:
+    """Notebook 01's study: read and describe the dataset, make the split, build the image cache."""
+    from hpa_utils.data.cache import open_cache
+    from hpa_utils.data.dataset import load_samples, open_dataset
+    from hpa_utils.data.split import get_or_make_split
+    from hpa_utils.io import save_table, write_json_atomic
+
+    paths = config.paths.make()
+    data = open_dataset(config.data_dir)
+    y = data.y
+    fraction = config.data.val_fraction
+    train_idx, val_idx = get_or_make_split(
+        paths.split_file(config.seed, fraction), data.train_ids, y, fraction, config.seed
+    )
+    description = describe_dataset(data, config.data.image_size, n_val=len(val_idx))
+    write_json_atomic(paths.results / "dataset.json", description)
+    counts = class_counts(y)
+    save_table(counts, paths.results / "class_counts.csv")
+    balance = split_counts(y, train_idx, val_idx)
+    save_table(balance, paths.results / "split_balance.csv")
+    rows = montage_rows(y, n=MONTAGE_IMAGES, seed=config.seed)
+    montage = load_samples(data.train_dir, [data.train_ids[r] for r in rows], size=MONTAGE_SIZE)
+    images = open_cache(data, "train", config.data.image_size, config.cache_dir, workers=config.data.workers)
+    stats = channel_stats(images, sample_rows(len(y), CHANNEL_STATS_SAMPLE, config.seed))
+    return EdaResult(
+        description=description,
+        y=y,
+        class_counts=counts,
+        labels_per_image=labels_per_image(y),
+        montage=montage,
+        montage_titles=[data.train["labels"][r] for r in rows],
+        channel_stats=stats,
+        split_balance=balance,
+        train_indices=train_idx,
+        val_indices=val_idx,
+    )

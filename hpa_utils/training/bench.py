@@ -4,7 +4,7 @@ Measures, in one run, on the same model and the same 512-px PNGs, training
 images/s when the model is fed by
 
 (a) in-memory float32 batches: the ceiling, no input work at all;
-(b) this project's pipeline: :class:`~hpa_utils.train.CachedBatches` over the decoded
+(b) this project's pipeline: :class:`~hpa_utils.training.batches.CachedBatches` over the decoded
     memmap cache, with the report's augmentation, in Keras' PyDataset worker threads;
 (c) a Kaggle-kernel-style generator: a Sequence that opens the four 512-px PNGs of every
     sample with PIL and resizes them, in every batch of every epoch, with Keras' default
@@ -28,7 +28,8 @@ from hpa_utils.data.cache import open_cache
 from hpa_utils.data.dataset import open_dataset
 from hpa_utils.data.labels import CHANNELS
 from hpa_utils.training.backend import keras
-from hpa_utils.training.train import TrainingData, TrainSettings, compile_model, seed_everything
+from hpa_utils.training.batches import TrainingData
+from hpa_utils.training.fit import TrainSettings, compile_model, seed_everything
 
 
 class InMemoryBatches(keras.utils.PyDataset):

@@ -1,0 +1,257 @@
+"""What the course report's sentences state, each number computed from one run's results.
+
+:func:`report_facts` turns what :func:`hpa_utils.reporting.results.load_results` read into the numbers the
+prose states (best single model, ensemble gain, best shift, threshold overfitting...); each ``_..._facts``
+helper covers one result file and gives None where that file is missing or lacks the columns it needs.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from hpa_utils.reporting.results import ORIGINAL_REPORT, has_columns, to_number
+from hpa_utils.studies.ensemble import CHOSEN, EQUAL_ALL, SINGLE
+from hpa_utils.training.stages import BASE, STAGE_ORDER, stage_rank
+
+
+def _row_at(df: pd.DataFrame, column: str, value: float) -> pd.Series | None:
+    hits = df[(df[column] - value).abs() < 1e-6]
+    return None if hits.empty else hits.iloc[0]
+
+
+def _model_facts(models: pd.DataFrame | None) -> dict | None:
+    if not has_columns(models, "model", "stage", "val_macro_f1"):
+        return None
+    df = models.assign(stage=models["stage"].astype(str)).dropna(subset=["val_macro_f1"])
+    if df.empty:
+        return None
+    best = df.loc[df["val_macro_f1"].idxmax()]
+    base, tuned = df[df["stage"] == BASE], df[df["stage"] != BASE]
+    improved = compared = 0
+    if "variant" in df.columns:
+        for _, group in df.groupby("variant"):
+            group = group[group["stage"].isin(STAGE_ORDER)]  # the table's stages only, in its order
+            group = group.sort_values("stage", key=lambda stages: stages.map(stage_rank))
+            if len(group) >= 2 and group["stage"].iloc[0] == BASE:
+                compared += 1
+                improved += bool(group["val_macro_f1"].iloc[-1] > group["val_macro_f1"].iloc[0])
+    stages = [
+        {"stage": stage, "count": len(g), "mean": g["val_macro_f1"].mean(), "max": g["val_macro_f1"].max()}
+        for stage, g in sorted(df.groupby("stage"), key=lambda kv: stage_rank(kv[0]))
+    ]
+
+    def span(frame):
+        return None if frame.empty else (frame["val_macro_f1"].min(), frame["val_macro_f1"].max())
+
+    return {
+        "n": len(df),
+        "n_base": len(base),
+        "n_tuned": len(tuned),
+        "best_name": str(best["model"]),
+        "best_stage": str(best["stage"]),
+        "best_f1": float(best["val_macro_f1"]),
+        "best_variant_name": str(best.get("variant_name", "")) if pd.notna(best.get("variant_name")) else "",
+        "base_span": span(base),
+        "tuned_span": span(tuned),
+        "improved": improved,
+        "compared": compared,
+        "stages": stages,
+        "base_epochs": to_number(base["epochs"].max()) if "epochs" in df.columns and not base.empty else None,
+        "train_seconds": to_number(df["train_seconds"].sum()) if "train_seconds" in df.columns else None,
+    }
+
+
+def _comparison_facts(comparison: pd.DataFrame | None) -> dict | None:
+    if not has_columns(comparison, "name", "role", "val_f1"):
+        return None
+    singles = comparison[comparison["role"] == SINGLE].dropna(subset=["val_f1"])
+    ensembles = comparison[comparison["role"] != SINGLE].dropna(subset=["val_f1"])
+    if singles.empty or ensembles.empty:
+        return None
+    best = singles.loc[singles["val_f1"].idxmax()]
+    rows = [
+        {
+            "name": str(r["name"]),
+            "role": str(r["role"]),
+            "n_models": to_number(r.get("n_models")),
+            "val": float(r["val_f1"]),
+            "gain": float(r["val_f1"] - best["val_f1"]),
+            "public": to_number(r.get("public_f1")),
+            "private": to_number(r.get("private_f1")),
+        }
+        for _, r in ensembles.iterrows()
+    ]
+    equal = [r for r in rows if r["role"] == EQUAL_ALL]
+    return {
+        "best_single": str(best["name"]),
+        "best_single_val": float(best["val_f1"]),
+        "best_single_public": to_number(best.get("public_f1")),
+        "best_single_private": to_number(best.get("private_f1")),
+        "ensembles": rows,
+        "n_beat": sum(r["gain"] > 0 for r in rows),
+        "best_ensemble": max(rows, key=lambda r: r["val"]),
+        "equal_all": equal[0] if equal else None,
+    }
+
+
+def _shift_facts(sweep: pd.DataFrame | None, used_shift: float | None) -> dict | None:
+    if not has_columns(sweep, "shift", "val_f1"):
+        return None
+    df = sweep.dropna(subset=["val_f1"])
+    if df.empty:
+        return None
+    best = df.loc[df["val_f1"].idxmax()]
+    used = _row_at(df, "shift", used_shift) if used_shift is not None else None
+    has_public = "public_f1" in df.columns and df["public_f1"].notna().any()
+    low, high = (_row_at(df, "shift", s) for s in ORIGINAL_REPORT["shift_pair"])
+    pair = None
+    if low is not None and high is not None:
+        pair = {}
+        for key in ("val", "public", "private"):
+            a, b = to_number(low.get(f"{key}_f1")), to_number(high.get(f"{key}_f1"))
+            pair[key] = None if a is None or b is None else b - a  # moving from the lower to the higher shift
+    best_public = df.loc[df["public_f1"].idxmax()] if has_public else None
+    return {
+        "n": len(df),
+        "low": float(df["shift"].min()),
+        "high": float(df["shift"].max()),
+        "best_shift": float(best["shift"]),
+        "best_val": float(best["val_f1"]),
+        "used_shift": used_shift,
+        "used_val": to_number(used["val_f1"]) if used is not None else None,
+        "spread": float(df["val_f1"].max() - df["val_f1"].min()),
+        "pair": pair,
+        "best_public_shift": to_number(best_public["shift"]) if best_public is not None else None,
+        "best_public": to_number(best_public["public_f1"]) if best_public is not None else None,
+    }
+
+
+def _threshold_facts(thresholds: pd.DataFrame | None) -> dict | None:
+    if not has_columns(thresholds, "key", "method", "fit_f1", "holdout_f1"):
+        return None
+    df = thresholds.dropna(subset=["fit_f1", "holdout_f1"]).copy()
+    if df.empty:
+        return None
+    if "gap" not in df.columns or df["gap"].isna().any():
+        df["gap"] = df["fit_f1"] - df["holdout_f1"]
+    per_class = df[df["key"] == "per_class"]
+    others = df.drop(per_class.index)
+    best = df.loc[df["holdout_f1"].idxmax()]
+    held_out = sorted(map(str, df["held_out"].dropna().unique())) if "held_out" in df.columns else []
+    facts = {
+        "held_out": ", ".join(held_out),
+        "best_method": str(best["method"]),
+        "best_holdout": float(best["holdout_f1"]),
+        "per_class": None,
+        "max_other_gap": to_number(others["gap"].max()) if not others.empty else None,
+    }
+    if not per_class.empty:
+        row = per_class.iloc[0]
+        gap = float(row["gap"])
+        other = facts["max_other_gap"]
+        facts["per_class"] = {
+            "method": str(row["method"]),
+            "fit": float(row["fit_f1"]),
+            "holdout": float(row["holdout_f1"]),
+            "gap": gap,
+            "overfit": gap > 0 and (other is None or gap > other),
+        }
+    return facts
+
+
+def _class_facts(counts: pd.DataFrame | None) -> dict | None:
+    if not has_columns(counts, "class_name", "count"):
+        return None
+    present = counts[counts["count"] > 0]
+    facts = {
+        "n_classes": len(counts),
+        "n_present": len(present),
+        "total": int(counts["count"].sum()),
+        "absent": list(counts.loc[counts["count"] <= 0, "class_name"].astype(str)),
+        "rarest": None,
+        "commonest": None,
+        "kaggle_rarest": None,
+    }
+    if not present.empty:
+        rare, common = present.loc[present["count"].idxmin()], present.loc[present["count"].idxmax()]
+        facts["rarest"] = {"name": str(rare["class_name"]), "count": int(rare["count"])}
+        facts["commonest"] = {"name": str(common["class_name"]), "count": int(common["count"])}
+    if "kaggle_count" in counts.columns and counts["kaggle_count"].notna().any():
+        rare = counts.loc[counts["kaggle_count"].idxmin()]
+        facts["kaggle_rarest"] = {"name": str(rare["class_name"]), "count": int(rare["kaggle_count"])}
+    return facts
+
+
+def _has_scores(table: pd.DataFrame | None) -> bool:
+    """Whether a table holds at least one public or private score."""
+    columns = [c for c in ("public_f1", "private_f1") if table is not None and c in table.columns]
+    return bool(columns) and bool(table[columns].notna().any().any())
+
+
+def report_facts(results: dict) -> dict:
+    """The numbers the report's sentences state, each computed from ``results``; None where unavailable."""
+    run = results.get("run") or {}
+    summary = results.get("ensemble")  # EnsembleSummary or None
+    models = _model_facts(results.get("models"))
+    ens = None
+    if summary is not None:
+        weights = {name: to_number(w) or 0.0 for name, w in (summary.weights or {}).items()}
+        ens = {
+            "selected": list(summary.selected or []),
+            "n_selected": len(summary.selected or []),
+            "n_positive": sum(1 for w in weights.values() if w > 0),
+            "shift": to_number(summary.shift),
+            "threshold": to_number(summary.threshold),
+            "threshold_method": summary.threshold_method or None,
+            "shift_setting": summary.shift_setting,
+            "equal_weights": len(set(weights.values())) == 1,
+            "val": to_number(summary.val_f1),
+            "public": to_number(summary.public_f1),
+            "private": to_number(summary.private_f1),
+        }
+    comparison = _comparison_facts(results.get("ensemble_comparison"))
+    gain = None
+    if comparison:  # the run's ensemble: the chosen one, else the first one
+        rows = comparison["ensembles"]
+        best = ([r for r in rows if r["role"] == CHOSEN] or rows)[0]
+        gain = {
+            "ensemble": best["name"],
+            "ensemble_f1": best["val"],
+            "single": comparison["best_single"],
+            "single_f1": comparison["best_single_val"],
+            "delta": best["gain"],
+            "same_threshold": True,
+        }
+    elif ens and ens["val"] is not None and models:
+        gain = {
+            "ensemble": "the selected ensemble",
+            "ensemble_f1": ens["val"],
+            "single": models["best_name"],
+            "single_f1": models["best_f1"],
+            "delta": ens["val"] - models["best_f1"],
+            "same_threshold": False,
+        }
+    return {
+        "dataset": run.get("dataset") or {},
+        "params": flat_config(results.get("config") or run.get("config") or {}),
+        "synthetic": (run.get("dataset") or {}).get("kind") == "synthetic",
+        "classes": _class_facts(results.get("class_counts")),
+        "models": models,
+        "ensemble": ens,
+        "comparison": comparison,
+        "gain": gain,
+        "shift": _shift_facts(results.get("shift_sweep"), ens["shift"] if ens else None),
+        "thresholds": _threshold_facts(results.get("thresholds")),
+        "leaderboard_scores": _has_scores(results.get("leaderboard")),
+    }
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """A run's nested configuration as dotted keys (``{"train": {"batch_size": 16}}`` -> ``train.batch_size``)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat

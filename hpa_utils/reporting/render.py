@@ -1,0 +1,263 @@
+"""The course report as one self-contained HTML page, rendered from one run's results.
+
+:func:`render_report` reads a run (:func:`~hpa_utils.reporting.results.load_results`), computes what the
+prose states (:func:`~hpa_utils.reporting.facts.report_facts`) and writes one HTML page (figures as base64
+data URIs, inline CSS, no external resource) from the Jinja2 template ``templates/report.html.j2``.
+Whatever the run lacks says "Not available in this run" in its place.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from hpa_utils.data.labels import N_TRAIN_KAGGLE
+from hpa_utils.io import write_atomic
+from hpa_utils.reporting.facts import flat_config, report_facts
+from hpa_utils.reporting.results import (
+    CONTEXT_SCORES,
+    ORIGINAL_REPORT,
+    TABLE_FILES,
+    has_columns,
+    load_results,
+    to_number,
+)
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+#: The report's figures in the order they appear, with their alt text. Figures the run wrote beyond these
+#: are shown at the end of the Experiments section.
+FIGURES = {
+    "eda_class_counts": "Bar chart: training images per class in this dataset and in Kaggle's training set",
+    "eda_labels_per_image": "Bar chart: how many images carry 1, 2, 3... labels",
+    "eda_cooccurrence": "Heat map: how often two classes are labelled on the same image",
+    "eda_montage_rgb": "Sample images as RGB composites with their labels",
+    "eda_montage_channels": "One sample shown channel by channel: microtubules, protein, nucleus, ER",
+    "eda_channel_stats": "Distribution of per-image mean intensity for each of the four channels",
+    "eda_split_balance": "Per-class counts in the training and validation parts of the split",
+    "fig1_base_models": "Training curves of the base models: loss and macro F1, training and validation",
+    "base_val_f1": "Validation macro F1 of each base model",
+    "fig2_stage_A": "Training curves of fine-tuning stage A (CNN part re-trained)",
+    "fig3_stage_B": "Training curves of fine-tuning stage B (dense head re-trained)",
+    "fig4_stage_C": "Training curves of fine-tuning stage C (dense head re-trained further)",
+    "models_val_f1": "Validation macro F1 of every trained model, by base model and stage",
+    "ensemble_shift_sweep": "Ensemble macro F1 as a function of the weight shift",
+    "ensemble_comparison": "Macro F1 of single models and ensembles",
+    "thresholds": "Macro F1 of threshold choices on the fit half and on the hold-out half",
+    "per_class_f1": "F1 per class of the final ensemble",
+}
+
+
+def _duration(seconds) -> str:
+    seconds = to_number(seconds)
+    if seconds is None:
+        return "n/a"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours} h {minutes:02d} min"
+        if hours
+        else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
+    )
+
+
+def _f3(value, signed: bool = False) -> str:
+    number = to_number(value)
+    return "n/a" if number is None else (f"{number:+.3f}" if signed else f"{number:.3f}")
+
+
+def _pretty(column: str) -> str:
+    text = str(column).replace("_", " ")
+    return " ".join("F1" if word.lower() == "f1" else word for word in text.split(" "))
+
+
+def _formatters(df: pd.DataFrame) -> dict:
+    """3 decimals for measurements; integers (counts, params) with thousands separators."""
+    out = {}
+    for column in df.columns:
+        values = df[column].dropna()
+        if not pd.api.types.is_numeric_dtype(df[column]) or pd.api.types.is_bool_dtype(df[column]):
+            continue
+        name = str(column).lower()
+        measured = any(key in name for key in ("f1", "gap", "shift", "threshold", "weight", "loss", "share"))
+        if "second" in name:
+            out[column] = lambda x: "—" if pd.isna(x) else f"{x:,.1f}"
+        elif not measured and len(values) and (values == values.round()).all():
+            out[column] = lambda x: "—" if pd.isna(x) else f"{int(x):,}"
+        else:
+            out[column] = lambda x: "—" if pd.isna(x) else f"{x:.3f}"
+    return out
+
+
+def not_available(what: str) -> Markup:
+    return Markup(
+        '<p class="na">Not available in this run: <code>{}</code> was not found or could not be read.</p>'
+    ).format(what)
+
+
+class _Builder:
+    """Numbers figures (in :data:`FIGURES` order, so the prose can cite them first) and tables."""
+
+    def __init__(self, results: dict):
+        self.results = results
+        known = [stem for stem in FIGURES if stem in results["figures"]]
+        self.extra = [stem for stem in results["figures"] if stem not in FIGURES]
+        self.numbers = {stem: i for i, stem in enumerate(known + self.extra, start=1)}
+        self.last_figure = 0
+        self.tables = 0
+
+    def ref(self, stem: str) -> str:
+        return (
+            f"Figure {self.numbers[stem]}" if stem in self.numbers else "a figure not available in this run"
+        )
+
+    def figure(self, stem: str, caption: str = "") -> Markup:
+        if stem not in self.numbers:
+            return not_available(f"figures/{stem}.png")
+        number = self.numbers[stem]
+        if number <= self.last_figure:
+            raise RuntimeError(f"figure {stem!r} rendered out of order; keep the template in FIGURES order")
+        self.last_figure = number
+        path = self.results["figures"][stem]
+        mime = mimetypes.guess_type(path.name)[0] or "image/png"
+        uri = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+        alt = FIGURES.get(stem, stem.replace("_", " "))
+        return Markup(
+            '<figure id="fig-{}"><img src="{}" alt="{}"><figcaption><span class="label">Figure {}.'
+            "</span> {}</figcaption></figure>"
+        ).format(stem, uri, alt, number, escape(caption))
+
+    def table(self, key, caption: str = "", drop=(), columns=None) -> Markup:
+        df = self.results.get(key) if isinstance(key, str) else key
+        if df is None or not isinstance(df, pd.DataFrame):
+            return not_available(TABLE_FILES.get(key, str(key)))
+        df = df.drop(columns=[c for c in drop if c in df.columns])
+        if columns:
+            df = df[[c for c in columns if c in df.columns]]
+        self.tables += 1
+        text_cols = [i for i, c in enumerate(df.columns, start=1) if not pd.api.types.is_numeric_dtype(df[c])]
+        classes = ["data"] + [f"left-{i}" for i in text_cols if i <= 12]
+        body = df.rename(columns=_pretty).to_html(
+            index=False,
+            border=0,
+            classes=classes,
+            na_rep="—",
+            formatters=_formatters(df.rename(columns=_pretty)),
+        )
+        return Markup(
+            '<div class="table"><p class="caption"><span class="label">Table {}.</span> {}</p>'
+            '<div class="table-wrap">{}</div></div>'
+        ).format(self.tables, escape(caption), Markup(body))
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=StrictUndefined, lstrip_blocks=True
+    )
+    env.filters.update(
+        f3=_f3,
+        sf3=lambda v: _f3(v, signed=True),
+        duration=_duration,
+        thousands=lambda v: "n/a" if to_number(v) is None else f"{int(to_number(v)):,}",
+    )
+    env.globals.update(not_available=not_available, original=ORIGINAL_REPORT, context=CONTEXT_SCORES)
+    return env
+
+
+AUGMENT_KEYS = ("translate", "scale", "shear", "noise", "flip")
+
+
+def _augmentation(params: dict) -> dict:
+    """The augmentation settings: the run's own transform parameters if it recorded any, else the library's
+    defaults (what :class:`hpa_utils.augment.Augmenter` uses when the run does not override them)."""
+    found = {_pretty(k): v for k, v in params.items() if any(key in k.lower() for key in AUGMENT_KEYS)}
+    if found:
+        return found
+    try:  # imgaug is a heavy import: only when the run did not record its settings
+        from hpa_utils.training import augment
+    except ImportError:
+        return {}
+    low, high = augment.SCALE_RANGE
+    return {
+        "translation": f"up to ±{augment.TRANSLATE_FRACTION:g} of the side",
+        "scaling": f"{low:g}–{high:g}",
+        "shear": f"up to ±{augment.SHEAR_DEGREES:g}°",
+        "Gaussian noise": f"standard deviation up to {augment.NOISE_STD_FRACTION:g} × 255",
+    }
+
+
+def _figure_models(params: dict) -> dict:
+    """Which base models Figures 1-4 show, by the notebooks' rule (02_baseline, 03_finetune)."""
+    variants = params.get("train.variants")
+    if not isinstance(variants, list) or not variants:
+        return {"fig1_variants": None, "stage_variant": None}
+    chosen = params.get("report.stage_figure_variant")
+    return {
+        "fig1_variants": [v for v in params.get("report.figure_variants") or [] if v in variants] or None,
+        "stage_variant": chosen if chosen in variants else variants[0],
+    }
+
+
+def _context_tables(results: dict) -> dict:
+    run = results.get("run") or {}
+    params = flat_config(results.get("config") or run.get("config") or {})
+    params_list = [
+        (key, ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
+        for key, value in params.items()
+    ]
+    notebooks = list((run.get("notebooks") or {}).items())
+    counts = results.get("class_counts")
+    if has_columns(counts, "count"):  # share: fraction of the images that carry the class, here and in Kaggle's
+        counts = counts.drop(columns=[c for c in ("kaggle_scaled", "kaggle_share") if c in counts.columns])
+        n_train = to_number((run.get("dataset") or {}).get("n_train"))
+        if "share" not in counts.columns and n_train:
+            counts.insert(list(counts.columns).index("count") + 1, "share", counts["count"] / n_train)
+        if "kaggle_count" in counts.columns:
+            counts["kaggle_share"] = counts["kaggle_count"] / N_TRAIN_KAGGLE
+    return {
+        "params_list": params_list,
+        "notebooks": notebooks,
+        "class_table": counts if counts is not None else "class_counts",
+        "augmentation": _augmentation(params),
+        "augment_enabled": params.get("train.augment", True) not in (False, "false", 0),
+        **_figure_models(params),
+    }
+
+
+def render_html(results: dict) -> str:
+    """The report's HTML text for already loaded ``results``."""
+    builder = _Builder(results)
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            r=results,
+            facts=report_facts(results),
+            run=results.get("run") or {},
+            fig=builder.figure,
+            ref=builder.ref,
+            table=builder.table,
+            extra_figures=builder.extra,
+            **_context_tables(results),
+        )
+        .lstrip()
+    )
+
+
+def render_report(output_dir: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
+    """Render the report of the run in ``output_dir`` to ``out_path`` (default ``OUT/report/report.html``).
+
+    The file is written to a temporary file beside it, then renamed: a reader never sees half a report.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"{output_dir}: no such run output directory; run the notebooks first")
+    out_path = Path(out_path) if out_path else output_dir / "report" / "report.html"
+    html = render_html(load_results(output_dir))
+    return write_atomic(out_path, lambda tmp: tmp.write_bytes(html.encode("utf-8")))

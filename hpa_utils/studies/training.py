@@ -1,0 +1,166 @@
+"""The training studies: the base models (notebook 02) and their fine-tuning stages (notebook 03).
+
+Each study takes the run's configuration, trains what is not trained yet (a finished model with the
+same settings is skipped, an interrupted one resumes), writes its tables under ``results/`` and
+returns a typed result that the notebook shows and plots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from hpa_utils.training.stages import STAGE_ORDER, STAGES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from hpa_utils.run.config import RunConfig
+    from hpa_utils.training.batches import TrainingData
+
+#: The report's input size, at which the layer table and the variants' parameter counts are given.
+REPORT_INPUT_SHAPE = (256, 256, 4)
+
+
+def training_data(config: RunConfig) -> TrainingData:
+    """The run's decoded images, labels and split (the split made by notebook 01, or made here)."""
+    from hpa_utils.training.batches import load_training_data
+
+    return load_training_data(
+        config.data_dir,
+        config.cache_dir,
+        config.data.image_size,
+        config.paths.split_file(config.seed, config.data.val_fraction),
+        config.data.val_fraction,
+        config.seed,
+        config.data.workers,
+    )
+
+
+@dataclass
+class ModelDescription:
+    """The baseline's layer table and parameter counts, and the table of base variants (at 256 px)."""
+
+    layers: pd.DataFrame
+    parameters: dict
+    variants: pd.DataFrame
+
+
+def describe_models(config: RunConfig) -> ModelDescription:
+    """The model as the report gives it (``results/model_table.*``, ``results/variants.csv``)."""
+    from hpa_utils.io import save_table, write_json_atomic
+    from hpa_utils.training import models
+
+    results = config.paths.make().results
+    reference = models.build_variant(0, REPORT_INPUT_SHAPE)
+    description = ModelDescription(
+        layers=models.model_summary_table(reference),
+        parameters=models.parameter_counts(reference),
+        variants=models.describe_variants(REPORT_INPUT_SHAPE),
+    )
+    save_table(description.layers, results / "model_table.csv")
+    write_json_atomic(results / "model_table.json", description.parameters)
+    save_table(description.variants, results / "variants.csv")
+    return description
+
+
+@dataclass
+class BaseModels:
+    """Notebook 02's result.
+
+    Attributes:
+        models: one row per trained base model of the run (``results/base_models.csv``): model,
+            variant, variant_name, stage, epochs, val_macro_f1, best_val_macro_f1, best_epoch, train_seconds.
+        figure_variants: the base variants Figure 1 shows (those of ``report.figure_variants`` trained).
+        histories: model name -> per-epoch history, for the models Figure 1 shows.
+    """
+
+    models: pd.DataFrame
+    figure_variants: list[int]
+    histories: dict[str, pd.DataFrame]
+
+
+def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> BaseModels:
+    """Train every base variant of ``train.variants`` (notebook 02)."""
+    from hpa_utils.io import save_table
+    from hpa_utils.training.fit import TrainSettings
+    from hpa_utils.training.registry import base_jobs, base_name, load_history, models_table, run_jobs
+
+    paths = config.paths.make()
+    data = training_data(config)
+    settings = TrainSettings(
+        epochs=config.train.base.epochs,
+        batch_size=config.train.batch_size,
+        learning_rate=config.train.base.learning_rate,
+        augment=config.train.augment,
+        prior_bias=config.train.base.prior_bias,
+        seed=config.seed,
+    )
+    run_jobs(base_jobs(config.train.variants, data, settings, paths.models, log), log)
+    table = _run_models(models_table(paths.models), config)
+    bases = table[table["stage"] == STAGE_ORDER[0]].reset_index(drop=True)
+    save_table(bases, paths.results / "base_models.csv")
+    shown = [v for v in config.report.figure_variants if v in config.train.variants]
+    return BaseModels(
+        models=bases,
+        figure_variants=shown,
+        histories={base_name(v): load_history(paths.models, base_name(v)) for v in shown},
+    )
+
+
+@dataclass
+class FineTunedModels:
+    """Notebook 03's result.
+
+    Attributes:
+        models: every model of the run, base and stages (``results/models.csv``), columns as
+            :attr:`BaseModels.models`.
+        scores: validation macro F1, base variants (rows) by stage (columns, in report order).
+        figure_variant: the base variant whose stages Figures 2-4 show.
+        stage_histories: stage name -> (model name, per-epoch history) of that variant.
+    """
+
+    models: pd.DataFrame
+    scores: pd.DataFrame
+    figure_variant: int
+    stage_histories: dict[str, tuple[str, pd.DataFrame]]
+
+
+def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTunedModels:
+    """Train stages A, B and C of every base variant, each from its parent stage's model (notebook 03)."""
+    from hpa_utils.io import save_table
+    from hpa_utils.training.fit import TrainSettings
+    from hpa_utils.training.registry import load_history, models_table, run_jobs, stage_jobs, stage_name
+
+    paths = config.paths.make()
+    data = training_data(config)
+    stage_settings = {
+        stage.name: TrainSettings(
+            epochs=config.train.stages.epochs[stage.name],
+            batch_size=config.train.batch_size,
+            learning_rate=config.train.stages.learning_rate,
+            augment=config.train.augment,
+            seed=config.seed,
+        )
+        for stage in STAGES
+    }
+    run_jobs(stage_jobs(config.train.variants, data, stage_settings, paths.models, log), log)
+    table = _run_models(models_table(paths.models), config)
+    save_table(table, paths.results / "models.csv")
+    variants = list(config.train.variants)
+    shown = config.report.stage_figure_variant if config.report.stage_figure_variant in variants else variants[0]
+    scores = table.pivot(index="variant", columns="stage", values="val_macro_f1")
+    names = {stage.name: stage_name(shown, stage.name) for stage in STAGES}
+    return FineTunedModels(
+        models=table,
+        scores=scores[[s for s in STAGE_ORDER if s in scores.columns]],
+        figure_variant=shown,
+        stage_histories={stage: (name, load_history(paths.models, name)) for stage, name in names.items()},
+    )
+
+
+def _run_models(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """The rows of the run's own variants (a run folder may hold models of other variants)."""
+    return table[table["variant"].isin(config.train.variants)].reset_index(drop=True)

@@ -1,0 +1,115 @@
+"""The training input: batches over the memory-mapped image cache, and one run's images, labels and split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hpa_utils.training.augment import Augmenter
+from hpa_utils.training.backend import keras
+
+if TYPE_CHECKING:
+    from hpa_utils.training.fit import TrainSettings
+
+
+class CachedBatches(keras.utils.PyDataset):
+    """Batches from the memory-mapped image cache, reshuffled every epoch, augmented in the workers.
+
+    Batch ``i`` of epoch ``e`` depends only on (seed, e, i), so worker threads may build batches
+    in any order and the run stays deterministic.
+
+    Args:
+        images: (N, H, W, 4) uint8 array or memmap (the whole split).
+        labels: (N, C) multi-hot labels, or None for prediction.
+        indices: rows of ``images`` in this dataset (e.g. the training part of the split).
+        batch_size: samples per batch.
+        shuffle: reshuffle the rows at every epoch.
+        seed: the run's seed.
+        augmenter: an :class:`~hpa_utils.training.augment.Augmenter`, or None.
+        workers: threads building batches (Keras' PyDataset pool).
+    """
+
+    def __init__(self, images, labels, indices, batch_size, shuffle=False, seed=0, augmenter=None, workers=1):
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
+        self.images = images
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
+        self.indices = np.asarray(indices)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.augmenter = augmenter
+        self.epoch = 0
+        self.order = self.indices
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.indices) / self.batch_size))
+
+    def on_epoch_begin(self) -> None:
+        self.epoch += 1
+        if self.shuffle:
+            self.order = np.random.default_rng([self.seed, self.epoch]).permutation(self.indices)
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        sorted_rows = np.sort(rows)  # memmap reads in file order
+        x = self.images[sorted_rows]
+        x = x[np.searchsorted(sorted_rows, rows)]
+        if self.augmenter is not None:
+            x = self.augmenter.augment(x, seed=self.epoch * 100003 + index)
+        x = x.astype(np.float32) * np.float32(1 / 255)
+        if self.labels is None:
+            return (x,)
+        return x, self.labels[rows]
+
+
+@dataclass
+class TrainingData:
+    """The images and labels of one run: the cache, the labels, and the split."""
+
+    images: np.ndarray
+    y: np.ndarray
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+    workers: int = 2
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+    def batches(self, part: str, settings: TrainSettings) -> CachedBatches:
+        """The training batches (shuffled, augmented) or the validation batches (neither)."""
+        training = part == "train"
+        return CachedBatches(
+            self.images,
+            self.y,
+            self.train_indices if training else self.val_indices,
+            settings.batch_size,
+            shuffle=training,
+            seed=settings.seed,
+            augmenter=Augmenter(seed=settings.seed, enabled=settings.augment) if training else None,
+            workers=self.workers,
+        )
+
+
+def load_training_data(
+    data_dir: str | Path,
+    cache_dir: str | Path,
+    image_size: int,
+    split_path: str | Path,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    workers: int = 2,
+) -> TrainingData:
+    """Open the dataset, its decoded cache at ``image_size`` and the run's saved split (made if missing)."""
+    from hpa_utils.data.cache import open_cache
+    from hpa_utils.data.dataset import open_dataset
+    from hpa_utils.data.split import get_or_make_split
+
+    dataset = open_dataset(data_dir)
+    images = open_cache(dataset, "train", image_size, cache_dir, workers=workers)
+    y = dataset.y
+    train, val = get_or_make_split(split_path, dataset.train_ids, y, val_fraction, seed)
+    return TrainingData(images, y, train, val, workers=workers)

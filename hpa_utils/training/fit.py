@@ -1,0 +1,198 @@
+"""One model's training job: settings, compile, the per-epoch callback, and the resumable fit.
+
+One model is one job: :func:`fit_model` builds (or loads) it, trains it with
+``model.fit`` and Keras' own F1 metric, adds the exact validation macro F1 each
+epoch, and writes under ``models_dir``:
+
+* ``{name}.keras``         the trained model (last epoch), written when training ends;
+* ``{name}.history.csv``   one row per epoch: loss, f1, val_loss, val_f1, val_macro_f1, seconds;
+* ``{name}.json``          the summary (val macro F1, best epoch, settings), written last:
+  its presence means "finished", so a re-run skips the model;
+* ``{name}.ckpt/``         the per-epoch checkpoint while training; an interrupted job resumes
+  from its last completed epoch and the folder is removed at the end.
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hpa_utils.evaluation.metrics import keras_f1_metric, macro_f1
+from hpa_utils.io import write_atomic, write_text_atomic
+from hpa_utils.training.backend import keras
+from hpa_utils.training.batches import TrainingData
+from hpa_utils.training.models import set_trainable_part
+from hpa_utils.training.predictions import predict
+
+HISTORY_COLUMNS = ["epoch", "loss", "f1", "val_loss", "val_f1", "val_macro_f1", "seconds"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of one training job (everything that changes its result)."""
+
+    epochs: int
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    augment: bool = True
+    prior_bias: bool = True
+    seed: int = 0
+    part: str = "all"
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and backend seeds (deterministic ops are switched on by ``runtime.configure``)."""
+    keras.utils.set_random_seed(int(seed))
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+    """Adam, binary cross-entropy and Keras' macro F1 (jit off: XLA is slower on CPUs)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras_f1_metric()],
+        jit_compile=False,
+    )
+    return model
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    write_atomic(path, model.save)
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Per epoch: exact validation macro F1, then a checkpoint and the history, then one log line.
+
+    The checkpoint is written before the history row, so ``len(history)`` always names a
+    checkpoint that exists: that is where an interrupted job resumes.
+    """
+
+    def __init__(self, name, data, settings, ckpt_dir, history_path, history, log: Callable[[str], None]):
+        super().__init__()
+        self.name, self.data, self.settings = name, data, settings
+        self.ckpt_dir, self.history_path, self.history = ckpt_dir, history_path, history
+        self.log = log
+        self.val_probabilities: np.ndarray | None = None
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        self.val_probabilities = predict(self.model, self.data, self.data.val_indices, self.settings.batch_size * 2)
+        y_val = self.data.y[self.data.val_indices]
+        logs["val_macro_f1"] = macro_f1(y_val, self.val_probabilities >= 0.5)
+        row = {"epoch": epoch + 1, **{k: float(logs.get(k, np.nan)) for k in HISTORY_COLUMNS[1:6]}}
+        row["seconds"] = round(time.perf_counter() - self.started, 2)
+        self.history.append(row)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_model_atomic(self.model, self.ckpt_dir / f"epoch-{epoch + 1}.keras")
+        write_text_atomic(self.history_path, pd.DataFrame(self.history, columns=HISTORY_COLUMNS).to_csv(index=False))
+        for old in self.ckpt_dir.glob("epoch-*.keras"):
+            if old.name != f"epoch-{epoch + 1}.keras":
+                old.unlink(missing_ok=True)
+        self.log(
+            f"{self.name} epoch {epoch + 1}/{self.settings.epochs}: loss {row['loss']:.4f} f1 {row['f1']:.3f}"
+            f" | val loss {row['val_loss']:.4f} f1 {row['val_f1']:.3f} macro F1 {row['val_macro_f1']:.3f}"
+            f" | {row['seconds']:.0f} s"
+        )
+
+
+def fit_model(
+    name: str,
+    make_model: Callable[[], keras.Model],
+    data: TrainingData,
+    settings: TrainSettings,
+    models_dir: str | Path,
+    meta: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train one model, resuming or skipping as its files say; returns its summary.
+
+    Args:
+        name: the model's name (file stem under ``models_dir``).
+        make_model: builds the untrained (or parent) model; called only when starting afresh.
+        data: images, labels and split.
+        settings: epochs, batch size, learning rate, augmentation, seed, part to train.
+        models_dir: where the model's files go.
+        meta: extra fields for the summary (variant, stage, parent...).
+        log: where the per-epoch lines go.
+    """
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = models_dir / f"{name}.json"
+    model_path = models_dir / f"{name}.keras"
+    history_path = models_dir / f"{name}.history.csv"
+    ckpt_dir = models_dir / f"{name}.ckpt"
+    wanted = {
+        "settings": asdict(settings),
+        "image_size": data.image_size,
+        "n_train": len(data.train_indices),
+        "n_val": len(data.val_indices),
+        **(meta or {}),
+    }
+    if summary_path.is_file() and model_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if all(summary.get(k) == v for k, v in wanted.items()):
+            log(f"{name}: already trained (val macro F1 {summary['val_macro_f1']:.3f}), skipped")
+            return {**summary, "skipped": True}
+    summary_path.unlink(missing_ok=True)  # a stale summary must not look finished while retraining
+    seed_everything(settings.seed)
+    history: list[dict] = []
+    done = 0
+    if history_path.is_file() and (ckpt_dir / "checkpoint.json").is_file():
+        state = json.loads((ckpt_dir / "checkpoint.json").read_text())
+        old = pd.read_csv(history_path)
+        if state == wanted and (ckpt_dir / f"epoch-{len(old)}.keras").is_file() and 0 < len(old) < settings.epochs:
+            done, history = len(old), old.to_dict("records")
+    if done:
+        model = keras.saving.load_model(ckpt_dir / f"epoch-{done}.keras")
+        log(f"{name}: resuming after epoch {done}/{settings.epochs}")
+    else:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        history_path.unlink(missing_ok=True)
+        ckpt_dir.mkdir(parents=True)
+        write_text_atomic(ckpt_dir / "checkpoint.json", json.dumps(wanted))
+        model = compile_model(set_trainable_part(make_model(), settings.part), settings.learning_rate)
+    callback = EpochEnd(name, data, settings, ckpt_dir, history_path, history, log)
+    started = time.perf_counter()
+    if done < settings.epochs:
+        train_batches = data.batches("train", settings)
+        train_batches.epoch = done  # the shuffling and augmentation of epoch done+1 on, as uninterrupted
+        model.fit(
+            train_batches,
+            validation_data=data.batches("val", settings),
+            epochs=settings.epochs,
+            initial_epoch=done,
+            callbacks=[callback],
+            verbose=0,
+        )
+    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    best = int(frame["val_macro_f1"].idxmax())
+    summary = {
+        "name": name,
+        **wanted,
+        "epochs_trained": len(frame),
+        "val_macro_f1": float(frame["val_macro_f1"].iloc[-1]),
+        "best_val_macro_f1": float(frame["val_macro_f1"].iloc[best]),
+        "best_epoch": int(frame["epoch"].iloc[best]),
+        "train_seconds": round(float(frame["seconds"].sum()), 1),
+        "images_per_second": round(len(data.train_indices) * len(frame) / max(time.perf_counter() - started, 1e-9), 1)
+        if not done
+        else None,
+        "path": model_path.name,
+    }
+    save_model_atomic(model, model_path)
+    write_text_atomic(summary_path, json.dumps(summary, indent=1))
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return summary

@@ -1,0 +1,72 @@
+"""Predictions of trained models: on rows of an image array, and stored per model and split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hpa_utils.io import write_atomic, write_json_atomic
+from hpa_utils.training.backend import keras
+from hpa_utils.training.batches import CachedBatches, TrainingData
+
+
+def predict(model: keras.Model, data: TrainingData | np.ndarray, indices=None, batch_size: int = 64) -> np.ndarray:
+    """Sigmoid probabilities (N, C) of ``model`` on rows ``indices`` of an image array (no augmentation)."""
+    images = data.images if isinstance(data, TrainingData) else data
+    indices = np.arange(len(images)) if indices is None else indices
+    batches = CachedBatches(images, None, indices, batch_size)
+    return np.asarray(model.predict(batches, verbose=0), dtype=np.float32)
+
+
+def predict_models(
+    model_paths: dict[str, str | Path],
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    predictions_dir: str | Path,
+    batch_size: int = 64,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Every model's probabilities on every split, computed once and stored as ``.npy``.
+
+    A stored prediction is reused while its model file and rows are unchanged (a small JSON
+    beside it records the model's mtime and a hash of the rows), so sweeps cost no inference.
+
+    Args:
+        model_paths: model name -> ``.keras`` path.
+        splits: split name (e.g. "val", "test") -> (images, row indices).
+        predictions_dir: where ``{model}_{split}.npy`` go.
+
+    Returns:
+        split -> model -> (N, C) float32 probabilities.
+    """
+    predictions_dir = Path(predictions_dir)
+    out: dict[str, dict[str, np.ndarray]] = {split: {} for split in splits}
+    for name, model_path in model_paths.items():
+        model = None
+        for split, (images, indices) in splits.items():
+            npy = predictions_dir / f"{name}_{split}.npy"
+            key = {
+                "model_mtime_ns": Path(model_path).stat().st_mtime_ns,
+                "rows": len(indices),
+                "rows_hash": _rows_hash(indices),
+                "image_size": int(images.shape[1]),
+            }
+            meta = npy.with_suffix(".json")
+            if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
+                out[split][name] = np.load(npy)
+                continue
+            if model is None:
+                model = keras.saving.load_model(model_path, compile=False)
+                log(f"predicting with {name}")
+            probabilities = predict(model, images, indices, batch_size)
+            write_atomic(npy, lambda tmp, p=probabilities: np.save(tmp, p))
+            write_json_atomic(meta, key)
+            out[split][name] = probabilities
+    return out
+
+
+def _rows_hash(indices) -> str:
+    return hashlib.sha1(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]

@@ -1,0 +1,62 @@
+"""The typed run configuration: presets, overrides, and the errors that name the key and the preset."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpa_utils.run.config import list_presets, load_config, resolve_config
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_shipped_preset_resolves_to_a_typed_configuration(preset):
+    config = resolve_config(preset)
+    assert config.preset == preset
+    assert isinstance(config.train.variants, tuple) and all(isinstance(v, int) for v in config.train.variants)
+    assert sorted(config.train.stages.epochs) == ["A", "B", "C"]
+    assert config.synthetic and config.data_dir.is_absolute()
+
+
+def test_dotted_overrides_reach_nested_sections_and_a_stage():
+    config = resolve_config("smoke", ["train.base.epochs=5", "train.stages.epochs.B=3", "ensemble.shift=0.3"])
+    assert config.train.base.epochs == 5 and config.train.stages.epochs["B"] == 3
+    assert config.ensemble.shift == 0.3
+    assert resolve_config("smoke", {"top_k": 2}).ensemble.top_k == 2, "a bare name that is one key's"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.base.epochz=3", "preset 'smoke': unknown key train.base.epochz; train.base has: epochs"),
+        ("epochz=3", "preset 'smoke': unknown key 'epochz'"),
+        ("epochs=3", "'epochs' is ambiguous; write one of train.base.epochs, train.stages.epochs"),
+        ("train.base.epochs=six", "preset 'smoke': train.base.epochs must be an integer, got 'six'"),
+        ("train.augment=1", "train.augment must be true or false, got 1"),
+        ("ensemble.shift=best", "ensemble.shift must be a number or 'fit', got 'best'"),
+        ("train.variants=[0, x]", r"train.variants\[1\] must be an integer"),
+        ("train.stages.epochs={A: 1}", "train.stages.epochs must give the epochs of every stage"),
+        ("data.val_fraction=1.5", "data.val_fraction must be between 0 and 1"),
+        ("train.base=3", "train.base must be a section"),
+    ],
+)
+def test_bad_keys_and_values_are_errors_that_name_the_key_and_the_preset(override, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_config("smoke", [override])
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown preset 'nope'; choose one of: full, quick, smoke, standard"):
+        resolve_config("nope")
+
+
+def test_a_preset_missing_a_key_is_named(tmp_path):
+    text = (resolve_config.__globals__["PRESETS_DIR"] / "smoke.yaml").read_text().replace("  top_k: 6", "")
+    (tmp_path / "mine.yaml").write_text(text)
+    with pytest.raises(ValueError, match="preset 'mine': ensemble.top_k is missing"):
+        resolve_config(tmp_path / "mine.yaml")
+
+
+def test_the_written_configuration_reads_back_equal(tmp_path):
+    config = resolve_config("quick", ["seed=3"], data_dir=tmp_path / "data", output_dir=tmp_path / "out")
+    assert not config.synthetic and config.data_dir == (tmp_path / "data").resolve()
+    path = config.save()
+    assert load_config(path) == config
