@@ -52,6 +52,17 @@ def _finite(value):
     return value
 
 
+def to_number(value) -> float | None:
+    """A finite float, or None (for None, NaN, infinities, text): how results files spell "no value"."""
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def save_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """A results table as CSV (no index), atomically."""
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))

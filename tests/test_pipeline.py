@@ -97,7 +97,7 @@ def test_smoke_run_executes_every_notebook_and_writes_figures_tables_submission_
     assert len(models) == 1 + 2 * 4  # 2 base variants x (base + 3 stages)
     assert (out / "submission.csv").read_text().startswith("Id,Predicted\n")
     assert (out / "report" / "report.html").stat().st_size > 100_000
-    assert record["preset"] == "smoke" and record["dataset"]["kind"] == "real"  # a folder given by --data-dir
+    assert record["preset"] == "smoke" and record["dataset"]["kind"] == "synthetic"  # its synth.json says so
     assert _ran(lines) == list(NOTEBOOK_NAMES)
 
 

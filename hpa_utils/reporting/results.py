@@ -10,12 +10,12 @@ No number of a run is typed in the report: the only literals are the original re
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
+from hpa_utils.io import to_number  # noqa: F401  (the report's number reader, used by facts and render)
 from hpa_utils.studies.ensemble import EnsembleSummary
 
 #: Result tables, by key: path relative to the run's output directory.
@@ -112,15 +112,6 @@ def load_results(output_dir: str | os.PathLike) -> dict:
     if results["ensemble"] is not None:  # the ensemble study's typed summary
         results["ensemble"] = EnsembleSummary.from_dict(results["ensemble"])
     return results
-
-
-def to_number(value) -> float | None:
-    """A finite float, or None (for None, NaN, text)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def has_columns(df: pd.DataFrame | None, *columns: str) -> bool:

@@ -9,7 +9,6 @@ returns an :class:`EnsembleStudy`; :meth:`EnsembleSummary.from_dict` reads ``ens
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,7 +91,7 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     from hpa_utils.data.dataset import open_dataset
     from hpa_utils.evaluation import ensemble, metrics, submission
     from hpa_utils.evaluation.thresholds import best_global_threshold, halves, threshold_study
-    from hpa_utils.io import save_table, write_json_atomic
+    from hpa_utils.io import save_table, to_number, write_json_atomic
     from hpa_utils.studies.training import training_data
     from hpa_utils.training.predictions import predict_models
     from hpa_utils.training.registry import models_table
@@ -164,9 +163,9 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         shift_setting=settings.shift,
         threshold=float(threshold),
         threshold_method=threshold_method,
-        val_f1=_number(final.get("val_f1")),
-        public_f1=_number(final.get("public_f1")),
-        private_f1=_number(final.get("private_f1")),
+        val_f1=to_number(final.get("val_f1")),
+        public_f1=to_number(final.get("public_f1")),
+        private_f1=to_number(final.get("private_f1")),
         held_out=held_out,
     )
     write_json_atomic(paths.results / "ensemble.json", asdict(summary))
@@ -204,11 +203,3 @@ def _submissions(config, source, probs, comparison, ensembles, threshold) -> pd.
         rows.append({"submission": path.name, "description": description,
                      "public_f1": scores.get("public"), "private_f1": scores.get("private")})
     return pd.DataFrame(rows)
-
-
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
