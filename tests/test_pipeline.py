@@ -160,9 +160,13 @@ def test_each_notebook_fingerprint_covers_only_the_sections_it_uses():
     assert changed(seed) == list(NOTEBOOK_NAMES)
 
 
-def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_copy(smoke_data, tmp_path):
+def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_copy(smoke_run, tmp_path):
+    import shutil
+
+    smoke_out, _, _, data = smoke_run
+    shutil.copytree(smoke_out, tmp_path / "bad")  # 01_eda is up to date there
     with pytest.raises(NotebookFailed, match="02_baseline.ipynb failed") as info:
-        run("smoke", data_dir=smoke_data / "data", output_dir=tmp_path / "bad", overrides=["train.variants=[99]"],
+        run("smoke", data_dir=data, output_dir=tmp_path / "bad", overrides=["train.variants=[99]"],
             log=lambda s: None, echo=False)
     assert "Unknown model variant 99" in str(info.value)
     assert _errors(tmp_path / "bad" / "notebooks" / "02_baseline.ipynb")
@@ -172,7 +176,8 @@ def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_co
 
 def test_smoke_run_on_the_real_sample(real_sample, tmp_path, monkeypatch):
     monkeypatch.setenv("HPA_CACHE_DIR", str(tmp_path / "cache"))
-    run("smoke", data_dir=real_sample, output_dir=tmp_path / "out", log=lambda s: None, echo=False)
+    run("smoke", data_dir=real_sample, output_dir=tmp_path / "out", overrides=["train.variants=[0]"],
+        log=lambda s: None, echo=False)
     for name in NOTEBOOK_NAMES:
         assert _errors(tmp_path / "out" / "notebooks" / f"{name}.ipynb") == []
     dataset = json.loads((tmp_path / "out" / "results" / "dataset.json").read_text())
@@ -199,8 +204,13 @@ def test_the_plain_papermill_command_runs_a_notebook_as_a_user_types_it(tmp_path
     assert json.loads((tmp_path / "run" / "config.json").read_text())["synthetic"] is True
 
 
-def test_ctrl_c_stops_a_run_within_seconds_and_leaves_no_kernel_and_nothing_half_written(smoke_data, tmp_path):
+def test_ctrl_c_stops_a_run_within_seconds_and_leaves_no_kernel_and_nothing_half_written(smoke_run, tmp_path):
+    import shutil
+
+    smoke_out, _, _, data = smoke_run
     out = tmp_path / "out"
+    shutil.copytree(smoke_out, out)  # 01_eda is up to date there: the run starts with 02_baseline
+    smoke_data = data.parent
     env = {**os.environ, "HPA_CACHE_DIR": str(smoke_data / "cache"), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "hpa_utils", "run", "--preset", "smoke", "--data-dir", str(smoke_data / "data"),
                "--output-dir", str(out), "--no-report", "-p", "train.base.epochs=30"]
@@ -209,7 +219,7 @@ def test_ctrl_c_stops_a_run_within_seconds_and_leaves_no_kernel_and_nothing_half
     kernels: list[psutil.Process] = []
     deadline = time.monotonic() + 300
     for line in process.stdout:  # wait until the base models are training
-        if "epoch 2/30" in line or time.monotonic() > deadline:
+        if "epoch 1/30" in line or time.monotonic() > deadline:
             break
     kernels = psutil.Process(process.pid).children(recursive=True)
     assert kernels, "a kernel runs the notebook"
