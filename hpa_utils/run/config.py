@@ -289,8 +289,8 @@ def _stage_names() -> set[str]:
 
 def _full_key(key: str, preset: str) -> str:
     """A dotted key as given, or the one dotted key a bare name ends with (``epochs`` is ambiguous)."""
-    keys = leaf_keys()
-    if key in keys or "." in key:
+    keys = [k for k in leaf_keys() if k != "preset"]
+    if key in keys or "." in key or key == "preset":
         return key
     matches = [k for k in keys if k.rsplit(".", 1)[-1] == key]
     if len(matches) == 1:
@@ -303,6 +303,8 @@ def _full_key(key: str, preset: str) -> str:
 def apply_override(raw: dict, key: str, value, preset: str) -> None:
     """Set a dotted key in a raw nested mapping (a stage's epochs too: ``train.stages.epochs.A=3``)."""
     key = _full_key(key, preset)
+    if key == "preset":
+        raise ValueError(f"preset {preset!r}: the preset is chosen by name (--preset NAME), not overridden")
     parts = key.split(".")
     target = raw
     for depth, part in enumerate(parts[:-1]):

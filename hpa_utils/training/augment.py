@@ -87,8 +87,8 @@ class Augmenter:
             f"mode={self.mode!r})"
         )
 
-    def pipeline(self) -> iaa.Sequential:
-        """Return a new, unseeded imgaug pipeline with this augmenter's transforms."""
+    def sequence(self) -> iaa.Sequential:
+        """A new, unseeded imgaug Sequential of this augmenter's transforms."""
         steps = []
         if self.flips:
             steps += [iaa.Fliplr(0.5), iaa.Flipud(0.5), iaa.Rot90((0, 3))]
@@ -112,7 +112,7 @@ class Augmenter:
     def augment(self, batch: np.ndarray, seed: int) -> np.ndarray:
         """Augment one batch; the result depends only on ``(self.seed, seed)`` and the batch.
 
-        Thread-safe: every call builds its own pipeline and random state.
+        Thread-safe: every call builds its own imgaug sequence and random state.
 
         Args:
             batch: (N, H, W, C) uint8 images.
@@ -128,9 +128,9 @@ class Augmenter:
         if not self.enabled or len(batch) == 0:
             return batch
         entropy = np.random.SeedSequence([self.seed, int(seed) & 0xFFFFFFFFFFFFFFFF]).generate_state(1)[0]
-        pipeline = self.pipeline()
-        pipeline.seed_(int(entropy))
-        return np.asarray(pipeline(images=batch), dtype=np.uint8)
+        sequence = self.sequence()
+        sequence.seed_(int(entropy))
+        return np.asarray(sequence(images=batch), dtype=np.uint8)
 
     def __call__(self, batch: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Augment ``batch``; without a seed, successive calls use seeds 0, 1, 2, ... in order."""
