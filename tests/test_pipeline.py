@@ -189,6 +189,16 @@ def test_smoke_run_on_the_real_sample(real_sample, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- the other two doors
 
 
+def test_the_kernel_the_notebooks_name_is_this_environments_python():
+    """JupyterLab and papermill start the notebooks' `python3` kernel: it must exist on a fresh install."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert spec.argv[0] in ("python", "python3", sys.executable) or Path(spec.argv[0]).resolve() == Path(
+        sys.executable
+    ).resolve()
+
+
 def test_the_plain_papermill_command_runs_a_notebook_as_a_user_types_it(tmp_path):
     """`papermill notebooks/01_eda.ipynb out.ipynb -p preset smoke` on a fresh install: no kernel flag."""
     papermill = Path(sys.executable).with_name("papermill")
