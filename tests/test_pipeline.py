@@ -101,6 +101,14 @@ def test_smoke_run_executes_every_notebook_and_writes_figures_tables_submission_
     assert _ran(lines) == list(NOTEBOOK_NAMES)
 
 
+def test_executed_notebooks_show_every_figure_they_save(smoke_run):
+    out, *_ = smoke_run
+    for name, figures in (("01_eda", EDA_FIGURES), ("04_ensemble", ENSEMBLE_FIGURES)):
+        nb = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4)
+        shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+        assert len(shown) == len(figures), name
+
+
 def test_the_run_configuration_is_resolved_once_and_written_into_the_run(smoke_run):
     out, record, _, data = smoke_run
     saved = json.loads((out / "config.json").read_text())

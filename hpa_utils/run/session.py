@@ -26,10 +26,20 @@ class Run:
         return self.config.paths
 
     def save_figure(self, fig, name: str) -> Path:
-        """Save ``fig`` as ``figures/<name>.png``, with a footer and PNG metadata naming the run."""
+        """Save ``fig`` as ``figures/<name>.png``, with a footer and PNG metadata naming the run; in a
+        notebook, also show it in the cell's output (the executed notebook keeps it) and close it."""
+        import sys
+
         from hpa_utils.reporting.plots import save_figure
 
-        return save_figure(fig, self.paths.figures / f"{name}.png", source=self.config.label)
+        path = save_figure(fig, self.paths.figures / f"{name}.png", source=self.config.label)
+        if "ipykernel" in sys.modules:  # the saved PNG itself, whatever matplotlib backend the kernel has
+            import matplotlib.pyplot as plt
+            from IPython.display import Image, display
+
+            display(Image(data=path.read_bytes(), format="png"))
+            plt.close(fig)
+        return path
 
     def _repr_markdown_(self) -> str:
         config = self.config
@@ -64,11 +74,10 @@ def open_run(
     runtime.configure()
     config = resolve_config(preset, dict(overrides or {}), output_dir=output_dir)
     saved = config.paths.config
-    if not overrides and saved.is_file():
-        stored = load_config(saved)
-        if stored.preset == config.preset:
-            config = stored
-    if not saved.is_file() or load_config(saved) != config:
+    stored = load_config(saved) if saved.is_file() else None
+    if stored is not None and not overrides and stored.preset == config.preset:
+        config = stored
+    if config != stored:
         config.paths.make()
         config.save()
     ensure_dataset(config, log)
