@@ -16,8 +16,6 @@ import nbformat
 
 PACKAGE = "hpa_utils"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-#: Files beside the modules that change what they produce (the report's template is read by the runner).
-DATA_SUFFIXES = (".j2",)
 
 
 def _module_file(name: str) -> Path | None:
