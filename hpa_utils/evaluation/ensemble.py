@@ -91,9 +91,7 @@ def _aligned(probabilities: Probabilities, weights) -> tuple[list, list[np.ndarr
     if not arrays:
         raise ValueError("no model probabilities were given: at least one model is required")
     if isinstance(weights, Mapping) and not isinstance(probabilities, Mapping):
-        raise ValueError(
-            "weights by name need probabilities by name (a dict); else give a sequence of weights"
-        )
+        raise ValueError("weights by name need probabilities by name (a dict); else give a sequence of weights")
     if isinstance(weights, Mapping | pd.Series) and isinstance(probabilities, Mapping):
         weights = pd.Series(weights, dtype=np.float64)
         missing = [n for n in names if n not in weights.index]
@@ -101,9 +99,7 @@ def _aligned(probabilities: Probabilities, weights) -> tuple[list, list[np.ndarr
             raise ValueError(f"no weight given for model(s) {', '.join(map(str, missing))}")
         unknown = [n for n in weights.index if n not in probabilities and weights[n] != 0]
         if unknown:
-            raise ValueError(
-                f"weight given for model(s) without probabilities: {', '.join(map(str, unknown))}"
-            )
+            raise ValueError(f"weight given for model(s) without probabilities: {', '.join(map(str, unknown))}")
         weights = weights.reindex(names)
     weights = np.asarray(weights, dtype=np.float64).ravel()
     if weights.size != len(arrays):
@@ -198,9 +194,7 @@ def shift_sweep(
             used = weights[weights > 0]
             absent = [n for n in used.index if n not in probs]
             if absent:
-                raise ValueError(
-                    f"set {set_name!r} has no probabilities for model(s) {', '.join(map(str, absent))}"
-                )
+                raise ValueError(f"set {set_name!r} has no probabilities for model(s) {', '.join(map(str, absent))}")
             mean = weighted_mean({n: probs[n] for n in used.index}, used)
             row[f"{set_name}_f1"] = macro_f1(y, binarize(mean, threshold))
         rows.append(row)
@@ -258,11 +252,7 @@ def compare_models(
     for name in model_names:
         row = {"name": name, "kind": "single", "n_models": 1}
         for split, split_probs in probs.items():
-            f1 = (
-                macro_f1(labels[split], binarize(split_probs[name], threshold))
-                if name in split_probs
-                else math.nan
-            )
+            f1 = macro_f1(labels[split], binarize(split_probs[name], threshold)) if name in split_probs else math.nan
             row[f"{split}_f1"] = f1
         rows.append(row)
     for name, weights in (ensembles or {}).items():
@@ -272,9 +262,7 @@ def compare_models(
         for split, split_probs in probs.items():
             absent = [m for m in weights.index if m not in split_probs]
             if absent:
-                raise ValueError(
-                    f"ensemble {name!r}: split {split!r} has no probabilities for {', '.join(absent)}"
-                )
+                raise ValueError(f"ensemble {name!r}: split {split!r} has no probabilities for {', '.join(absent)}")
             mean = weighted_mean({m: split_probs[m] for m in weights.index}, weights)
             row[f"{split}_f1"] = macro_f1(labels[split], binarize(mean, threshold))
         rows.append(row)

@@ -48,14 +48,10 @@ def predictions_to_targets(
     binary = binary.astype(bool)
     if ensure_one:
         if probabilities is None:
-            raise ValueError(
-                "ensure_one=True needs the probabilities, to pick each empty row's most probable class"
-            )
+            raise ValueError("ensure_one=True needs the probabilities, to pick each empty row's most probable class")
         probabilities = np.asarray(probabilities)
         if probabilities.shape != binary.shape:
-            raise ValueError(
-                f"probabilities have shape {probabilities.shape}; predictions have {binary.shape}"
-            )
+            raise ValueError(f"probabilities have shape {probabilities.shape}; predictions have {binary.shape}")
         empty = ~binary.any(axis=1)
         binary = binary.copy()
         binary[np.flatnonzero(empty), probabilities[empty].argmax(axis=1)] = True
@@ -85,9 +81,7 @@ def write_submission(path: str | os.PathLike, ids: Iterable[str], targets_or_bin
     path = Path(path)
     ids = [str(i) for i in ids]
     values = np.asarray(targets_or_binary)
-    targets = (
-        predictions_to_targets(values) if values.ndim == 2 else [str(t).strip() for t in targets_or_binary]
-    )
+    targets = predictions_to_targets(values) if values.ndim == 2 else [str(t).strip() for t in targets_or_binary]
     if len(targets) != len(ids):
         raise ValueError(f"got {len(ids)} Ids but {len(targets)} predictions")
     if len(set(ids)) != len(ids) or any(not i.strip() for i in ids):
@@ -96,6 +90,7 @@ def write_submission(path: str | os.PathLike, ids: Iterable[str], targets_or_bin
         problem = _label_problem(target)
         if problem:
             raise ValueError(f"prediction for Id {id_}: {problem}")
+
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
@@ -134,9 +129,7 @@ def make_submission(
     ids = [str(i) for i in ids]
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape != (len(ids), NUM_CLASSES):
-        raise ValueError(
-            f"probabilities must have shape ({len(ids)}, {NUM_CLASSES}), got {probabilities.shape}"
-        )
+        raise ValueError(f"probabilities must have shape ({len(ids)}, {NUM_CLASSES}), got {probabilities.shape}")
     position = {id_: row for row, id_ in enumerate(ids)}
     if len(position) != len(ids):
         raise ValueError("the prediction Ids contain duplicates")
@@ -173,9 +166,7 @@ def _read_rows(path: str | os.PathLike, header: tuple[str, ...]) -> list[tuple[i
             if first is None:
                 raise DataError(f"{path}: the file is empty; expected the header line {expected}")
             if first != list(header):
-                raise DataError(
-                    f"{path}: line 1: the header is {','.join(first)!r}; expected exactly {expected}"
-                )
+                raise DataError(f"{path}: line 1: the header is {','.join(first)!r}; expected exactly {expected}")
             return [(reader.line_num, row) for row in reader]
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None

@@ -53,9 +53,7 @@ def _chromium(args: list[str], page: str | os.PathLike, timeout: float = 180) ->
         command = [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
-        raise RuntimeError(
-            f"{executable} exited with status {done.returncode}: {done.stderr.strip()[-2000:]}"
-        )
+        raise RuntimeError(f"{executable} exited with status {done.returncode}: {done.stderr.strip()[-2000:]}")
     return done
 
 

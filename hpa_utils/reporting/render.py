@@ -60,11 +60,7 @@ def _duration(seconds) -> str:
         return "n/a"
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    return (
-        f"{hours} h {minutes:02d} min"
-        if hours
-        else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
-    )
+    return f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
 
 
 def _f3(value, signed: bool = False) -> str:
@@ -113,9 +109,7 @@ class _Builder:
         self.tables = 0
 
     def ref(self, stem: str) -> str:
-        return (
-            f"Figure {self.numbers[stem]}" if stem in self.numbers else "a figure not available in this run"
-        )
+        return f"Figure {self.numbers[stem]}" if stem in self.numbers else "a figure not available in this run"
 
     def figure(self, stem: str, caption: str = "") -> Markup:
         if stem not in self.numbers:

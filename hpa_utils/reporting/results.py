@@ -99,11 +99,7 @@ def load_results(output_dir: str | os.PathLike) -> dict:
         results[key] = value
     figures_dir = out / "figures"
     results["figures"] = (
-        {
-            p.stem: p
-            for p in sorted(figures_dir.glob("*"))
-            if p.suffix.lower() in FIGURE_SUFFIXES and p.is_file()
-        }
+        {p.stem: p for p in sorted(figures_dir.glob("*")) if p.suffix.lower() in FIGURE_SUFFIXES and p.is_file()}
         if figures_dir.is_dir()
         else {}
     )

@@ -74,6 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         variant=args.variant,
         workers=args.workers,
+        processes=args.processes,
         log=log,
     )
     if args.json:
@@ -188,15 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pdf", action="store_true", help="also print the report to PDF with headless Chromium")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("bench", help="training throughput: in-memory vs this pipeline vs a Kaggle-kernel generator")
+    p = sub.add_parser(
+        "bench", help="training throughput against a plain model.fit reference, the roofline, the input pipeline"
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="512-px Kaggle-layout data (default: synthetic)")
     p.add_argument("--work-dir", type=Path, default=Path(".cache/bench"), help="generated data and cache")
     p.add_argument("--size", type=int, default=128, help="model input side (default 128)")
     p.add_argument("--n-images", type=int, default=640, help="images per epoch (default 640)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--variant", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="pipeline threads (default 2)")
+    p.add_argument("--processes", default="auto", help="models side by side for (e) (default auto: one per core)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(func=cmd_bench)
 
@@ -224,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hpa {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"hpa {args.command}: interrupted; finished outputs are kept, re-run the same command to resume",
-              file=sys.stderr)
+        print(
+            f"hpa {args.command}: interrupted; finished outputs are kept, re-run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

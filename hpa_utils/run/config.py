@@ -144,6 +144,7 @@ class TrainConfig:
     variants: tuple[int, ...]
     batch_size: int
     augment: bool
+    processes: int | Literal["auto"]
     base: BaseTrainConfig
     stages: StagesConfig
 
@@ -340,6 +341,8 @@ def _check_values(config: RunConfig) -> None:
         raise ValueError(f"preset {preset!r}: data.val_fraction must be between 0 and 1, got {fraction}")
     if not config.train.variants:
         raise ValueError(f"preset {preset!r}: train.variants must name at least one base variant")
+    if config.train.processes != "auto" and config.train.processes < 1:
+        raise ValueError(f"preset {preset!r}: train.processes must be auto or at least 1, got {config.train.processes}")
 
 
 def resolve_config(

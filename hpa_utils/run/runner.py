@@ -45,8 +45,11 @@ _DATA = ("preset", "seed", "data", "synth")
 #: and, through ``upstream``, every notebook after it.
 NOTEBOOKS: tuple[Notebook, ...] = (
     Notebook("01_eda", _DATA, None),
-    Notebook("02_baseline", (*_DATA, "train.variants", "train.batch_size", "train.augment", "train.base",
-                             "report.figure_variants"), "01_eda"),
+    Notebook(
+        "02_baseline",
+        (*_DATA, "train.variants", "train.batch_size", "train.augment", "train.base", "report.figure_variants"),
+        "01_eda",
+    ),
     Notebook("03_finetune", (*_DATA, "train", "report.stage_figure_variant"), "02_baseline"),
     Notebook("04_ensemble", (*_DATA, "train.variants", "ensemble"), "03_finetune"),
 )
@@ -81,8 +84,14 @@ def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_N
     name = name or kernel_name()
     folder = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                 "--IPKernelApp.log_level=ERROR"],
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--IPKernelApp.log_level=ERROR",
+        ],
         "display_name": display_name,
         "language": "python",
         "metadata": {"debugger": True},
@@ -259,6 +268,7 @@ def run(
     log(f"hpa run: preset {config.preset} -> {paths.output_dir}")
     ensure_dataset(config, log)
     check_dataset(config.data_dir, log)
+    report_device(config, log)
     kernel = install_kernel()
     timings: dict[str, float | None] = {}
     prints = fingerprints(config)
@@ -287,6 +297,20 @@ def run(
         log(f"default run published to {FIGURES_DIR} and {REPORT_DIR}")
     log(f"hpa run: finished in {format_seconds(time.perf_counter() - run_started)}")
     return record
+
+
+def report_device(config: RunConfig, log: Callable[[str], None] = print) -> None:
+    """Say what the run trains on, and warn when a GPU preset is about to run on a CPU (with its time)."""
+    from hpa_utils.run.device import cpu_warning, detect_device
+    from hpa_utils.training.executor import plan_processes
+
+    device = detect_device()
+    processes, threads = plan_processes(config.train.processes, len(config.train.variants), gpus=len(device.gpus))
+    side = f", {processes} training jobs side by side ({threads} thread(s) each)" if processes > 1 else ""
+    log(f"hpa run: {device.describe()}{side}")
+    warning = cpu_warning(config, device)
+    if warning:
+        log(f"hpa run: {warning}")
 
 
 def _write_run_record(config: RunConfig, timings: dict, started_at: str, seconds: float) -> dict:

@@ -21,7 +21,7 @@ ENVIRONMENT_DEFAULTS = {
 _configured = False
 
 
-def configure(deterministic: bool = True, headless: bool | None = None) -> None:
+def configure(deterministic: bool = True, headless: bool | None = None, threads: int | None = None) -> None:
     """Configure logging, TensorFlow's noise, determinism and OpenCV's threads; idempotent.
 
     Args:
@@ -29,6 +29,8 @@ def configure(deterministic: bool = True, headless: bool | None = None) -> None:
             machine (a no-op on other backends, whose CPU ops are deterministic already).
         headless: use matplotlib's non-interactive Agg backend unless ``MPLBACKEND`` is set. Default:
             on when not inside a Jupyter kernel (whose inline backend puts figures in the notebook).
+        threads: TensorFlow's op threads (intra-op; inter-op 1), for a training worker process that
+            shares the cores with others; None keeps TensorFlow's default (every core).
     """
     global _configured
     for key, value in ENVIRONMENT_DEFAULTS.items():
@@ -52,6 +54,9 @@ def configure(deterministic: bool = True, headless: bool | None = None) -> None:
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(1)
         if deterministic:
             tf.config.experimental.enable_op_determinism()
     _configured = True

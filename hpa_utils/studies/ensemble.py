@@ -138,15 +138,19 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     }
     comparison = ensemble.compare_models(sets, labels, ensembles, threshold=threshold)
     roles = {name: role for role, name in ENSEMBLE_NAMES.items()}
-    comparison.insert(2, "role", [roles.get(n, SINGLE) if k == "ensemble" else SINGLE
-                                  for n, k in zip(comparison["name"], comparison["kind"])])
+    comparison.insert(
+        2,
+        "role",
+        [roles.get(n, SINGLE) if k == "ensemble" else SINGLE for n, k in zip(comparison["name"], comparison["kind"])],
+    )
     save_table(comparison, paths.results / "ensemble_comparison.csv")
 
     # thresholds: fitted on validation, scored on held-out data (the private part, else half of validation)
     held_out = "private" if "private" in sets else "validation half"
     if "private" in sets:
-        study = threshold_study(labels["val"], p_val, labels["private"],
-                                ensemble.weighted_mean(chosen_sets["private"], weights))
+        study = threshold_study(
+            labels["val"], p_val, labels["private"], ensemble.weighted_mean(chosen_sets["private"], weights)
+        )
     else:
         fit_rows, hold_rows = halves(len(p_val), config.seed)
         study = threshold_study(labels["val"][fit_rows], p_val[fit_rows], labels["val"][hold_rows], p_val[hold_rows])
@@ -171,11 +175,13 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     write_json_atomic(paths.results / "ensemble.json", asdict(summary))
     return EnsembleStudy(
         scored_on={name: len(y) for name, y in labels.items()},
-        models=pd.DataFrame({
-            "val_f1": val_f1,
-            "selected": val_f1.index.isin(selected),
-            "weight": weights.reindex(val_f1.index).fillna(0.0),
-        }),
+        models=pd.DataFrame(
+            {
+                "val_f1": val_f1,
+                "selected": val_f1.index.isin(selected),
+                "weight": weights.reindex(val_f1.index).fillna(0.0),
+            }
+        ),
         sweep=sweep,
         comparison=comparison,
         thresholds=study.drop(columns="thresholds"),
@@ -200,6 +206,12 @@ def _submissions(config, source, probs, comparison, ensembles, threshold) -> pd.
         p_test = ensemble.weighted_mean({m: probs["test"][m] for m in members}, members)
         submission.make_submission(source.sample_submission, source.test_ids, p_test, threshold, path)
         scores = submission.score_submission(path, source.solution) if source.solution.is_file() else {}
-        rows.append({"submission": path.name, "description": description,
-                     "public_f1": scores.get("public"), "private_f1": scores.get("private")})
+        rows.append(
+            {
+                "submission": path.name,
+                "description": description,
+                "public_f1": scores.get("public"),
+                "private_f1": scores.get("private"),
+            }
+        )
     return pd.DataFrame(rows)

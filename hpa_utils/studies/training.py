@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from hpa_utils.run.config import RunConfig
     from hpa_utils.training.batches import TrainingData
+    from hpa_utils.training.plan import WorkPlan
 
 #: The report's input size, at which the layer table and the variants' parameter counts are given.
 REPORT_INPUT_SHAPE = (256, 256, 4)
@@ -86,7 +87,7 @@ def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> 
     """Train every base variant of ``train.variants`` (notebook 02)."""
     from hpa_utils.io import save_table
     from hpa_utils.training.fit import TrainSettings
-    from hpa_utils.training.registry import base_jobs, base_name, load_history, models_table, run_jobs
+    from hpa_utils.training.registry import base_jobs, base_name, load_history, models_table
 
     paths = config.paths.make()
     data = training_data(config)
@@ -98,7 +99,7 @@ def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> 
         prior_bias=config.train.base.prior_bias,
         seed=config.seed,
     )
-    run_jobs(base_jobs(config.train.variants, data, settings, paths.models, log), log)
+    _train(config, base_jobs(config.train.variants, data, settings, paths.models), log)
     table = _run_models(models_table(paths.models), config)
     bases = table[table["stage"] == STAGE_ORDER[0]].reset_index(drop=True)
     save_table(bases, paths.results / "base_models.csv")
@@ -132,7 +133,7 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
     """Train stages A, B and C of every base variant, each from its parent stage's model (notebook 03)."""
     from hpa_utils.io import save_table
     from hpa_utils.training.fit import TrainSettings
-    from hpa_utils.training.registry import load_history, models_table, run_jobs, stage_jobs, stage_name
+    from hpa_utils.training.registry import load_history, models_table, stage_jobs, stage_name
 
     paths = config.paths.make()
     data = training_data(config)
@@ -146,7 +147,7 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
         )
         for stage in STAGES
     }
-    run_jobs(stage_jobs(config.train.variants, data, stage_settings, paths.models, log), log)
+    _train(config, stage_jobs(config.train.variants, data, stage_settings, paths.models), log)
     table = _run_models(models_table(paths.models), config)
     save_table(table, paths.results / "models.csv")
     variants = list(config.train.variants)
@@ -159,6 +160,49 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
         figure_variant=shown,
         stage_histories={stage: (name, load_history(paths.models, name)) for stage, name in names.items()},
     )
+
+
+def _train(config: RunConfig, jobs: list, log: Callable[[str], None]) -> None:
+    """Run the jobs side by side as ``train.processes`` says, with the estimate after the first epoch."""
+    from hpa_utils.run.device import detect_device
+    from hpa_utils.training.executor import plan_processes, run_jobs
+    from hpa_utils.training.plan import Estimate
+
+    gpus = len(detect_device().gpus)
+    processes, threads = plan_processes(config.train.processes, len(jobs), gpus=gpus)
+    estimate = Estimate(work_plan(config, gpus=gpus), log)
+    run_jobs(jobs, processes=processes, threads=threads, log=log, on_epoch=estimate)
+
+
+def work_plan(config: RunConfig, gpus: int = 0) -> WorkPlan:
+    """The training and prediction the run has left: its models without a finished summary, and every
+    model's validation and test predictions not stored yet (notebook 04)."""
+    from hpa_utils.data.dataset import open_dataset
+    from hpa_utils.training.executor import plan_processes
+    from hpa_utils.training.plan import PlannedJob, WorkPlan
+    from hpa_utils.training.registry import stage_name
+
+    paths = config.paths
+    if config.synthetic and not config.data_dir.is_dir():  # not generated yet: the preset says its size
+        n_all, n_test = config.synth.n_train, config.synth.n_test
+    else:
+        dataset = open_dataset(config.data_dir)
+        n_all, n_test = len(dataset.train_ids), len(dataset.test_ids)
+    n_val = int(round(n_all * config.data.val_fraction))
+    n_train = n_all - n_val
+    jobs, models = [], []
+    for variant in config.train.variants:
+        kinds = [(STAGE_ORDER[0], "all", config.train.base.epochs)]
+        kinds += [(stage.name, stage.part, config.train.stages.epochs[stage.name]) for stage in STAGES]
+        for kind, part, epochs in kinds:
+            name = stage_name(variant, kind)
+            models.append(name)
+            if not (paths.models / f"{name}.json").is_file():
+                jobs.append(PlannedJob(name, epochs, n_train, n_val, part))
+    stored = {p.stem for p in paths.predictions.glob("*.npy")} if paths.predictions.is_dir() else set()
+    predict = sum(n_val * (f"{m}_val" not in stored) + n_test * (f"{m}_test" not in stored) for m in models)
+    processes, _ = plan_processes(config.train.processes, len(config.train.variants), gpus=gpus)
+    return WorkPlan(jobs, predict, processes)
 
 
 def _run_models(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:

@@ -150,6 +150,4 @@ def _check_batch(batch: np.ndarray) -> None:
     if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.dtype != np.uint8:
         shape = getattr(batch, "shape", None)
         dtype = getattr(batch, "dtype", type(batch).__name__)
-        raise ValueError(
-            f"Augmentation expects a (N, H, W, C) uint8 array, got shape {shape} and dtype {dtype}."
-        )
+        raise ValueError(f"Augmentation expects a (N, H, W, C) uint8 array, got shape {shape} and dtype {dtype}.")

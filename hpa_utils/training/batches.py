@@ -67,13 +67,24 @@ class CachedBatches(keras.utils.PyDataset):
 
 @dataclass
 class TrainingData:
-    """The images and labels of one run: the cache, the labels, and the split."""
+    """The images and labels of one run: the cache, the labels, and the split.
+
+    Opened by :func:`load_training_data`, it remembers its ``source`` (that function's arguments) and
+    pickles as that, so a worker process re-opens the memory-mapped cache instead of receiving a copy
+    of every image.
+    """
 
     images: np.ndarray
     y: np.ndarray
     train_indices: np.ndarray
     val_indices: np.ndarray
     workers: int = 2
+    source: dict | None = None
+
+    def __reduce__(self):
+        if self.source is None:
+            return super().__reduce__()
+        return (_reopen, (self.source,))
 
     @property
     def image_size(self) -> int:
@@ -108,8 +119,21 @@ def load_training_data(
     from hpa_utils.data.dataset import open_dataset
     from hpa_utils.data.split import get_or_make_split
 
+    source = {
+        "data_dir": str(data_dir),
+        "cache_dir": str(cache_dir),
+        "image_size": int(image_size),
+        "split_path": str(split_path),
+        "val_fraction": float(val_fraction),
+        "seed": int(seed),
+        "workers": int(workers),
+    }
     dataset = open_dataset(data_dir)
     images = open_cache(dataset, "train", image_size, cache_dir, workers=workers)
     y = dataset.y
     train, val = get_or_make_split(split_path, dataset.train_ids, y, val_fraction, seed)
-    return TrainingData(images, y, train, val, workers=workers)
+    return TrainingData(images, y, train, val, workers=workers, source=source)
+
+
+def _reopen(source: dict) -> TrainingData:
+    return load_training_data(**source)

@@ -76,11 +76,11 @@ class EpochEnd(keras.callbacks.Callback):
     checkpoint that exists: that is where an interrupted job resumes.
     """
 
-    def __init__(self, name, data, settings, ckpt_dir, history_path, history, log: Callable[[str], None]):
+    def __init__(self, name, data, settings, ckpt_dir, history_path, history, log: Callable[[str], None], on_epoch):
         super().__init__()
         self.name, self.data, self.settings = name, data, settings
         self.ckpt_dir, self.history_path, self.history = ckpt_dir, history_path, history
-        self.log = log
+        self.log, self.on_epoch = log, on_epoch
         self.val_probabilities: np.ndarray | None = None
         self.started = time.perf_counter()
 
@@ -91,7 +91,12 @@ class EpochEnd(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         self.val_probabilities = predict(self.model, self.data, self.data.val_indices, self.settings.batch_size * 2)
         y_val = self.data.y[self.data.val_indices]
+        # One validation pass per epoch: Keras' val_loss and val_f1 from the same probabilities as the exact F1.
+        logs["val_loss"] = binary_crossentropy(y_val, self.val_probabilities)
         logs["val_macro_f1"] = macro_f1(y_val, self.val_probabilities >= 0.5)
+        keras_f1 = keras_f1_metric()
+        keras_f1.update_state(y_val.astype("float32"), self.val_probabilities)
+        logs["val_f1"] = float(keras_f1.result())
         row = {"epoch": epoch + 1, **{k: float(logs.get(k, np.nan)) for k in HISTORY_COLUMNS[1:6]}}
         row["seconds"] = round(time.perf_counter() - self.started, 2)
         self.history.append(row)
@@ -106,6 +111,18 @@ class EpochEnd(keras.callbacks.Callback):
             f" | val loss {row['val_loss']:.4f} f1 {row['val_f1']:.3f} macro F1 {row['val_macro_f1']:.3f}"
             f" | {row['seconds']:.0f} s"
         )
+        if self.on_epoch is not None:
+            self.on_epoch(
+                {
+                    "name": self.name,
+                    "epoch": epoch + 1,
+                    "epochs": self.settings.epochs,
+                    "seconds": row["seconds"],
+                    "n_train": len(self.data.train_indices),
+                    "n_val": len(self.data.val_indices),
+                    "part": self.settings.part,
+                }
+            )
 
 
 def fit_model(
@@ -116,7 +133,9 @@ def fit_model(
     models_dir: str | Path,
     meta: dict | None = None,
     log: Callable[[str], None] = print,
-) -> dict:
+    on_epoch: Callable[[dict], None] | None = None,
+    check_only: bool = False,
+) -> dict | None:
     """Train one model, resuming or skipping as its files say; returns its summary.
 
     Args:
@@ -127,6 +146,10 @@ def fit_model(
         models_dir: where the model's files go.
         meta: extra fields for the summary (variant, stage, parent...).
         log: where the per-epoch lines go.
+        on_epoch: called after each epoch with a record (name, epoch, epochs, seconds, n_train,
+            n_val, part), e.g. for the run's time estimate.
+        check_only: return the summary of the model if it is already trained with these settings,
+            else None, and train nothing.
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +169,8 @@ def fit_model(
         if all(summary.get(k) == v for k, v in wanted.items()):
             log(f"{name}: already trained (val macro F1 {summary['val_macro_f1']:.3f}), skipped")
             return {**summary, "skipped": True}
+    if check_only:
+        return None
     summary_path.unlink(missing_ok=True)  # a stale summary must not look finished while retraining
     seed_everything(settings.seed)
     history: list[dict] = []
@@ -164,14 +189,13 @@ def fit_model(
         ckpt_dir.mkdir(parents=True)
         write_text_atomic(ckpt_dir / "checkpoint.json", json.dumps(wanted))
         model = compile_model(set_trainable_part(make_model(), settings.part), settings.learning_rate)
-    callback = EpochEnd(name, data, settings, ckpt_dir, history_path, history, log)
+    callback = EpochEnd(name, data, settings, ckpt_dir, history_path, history, log, on_epoch)
     started = time.perf_counter()
     if done < settings.epochs:
         train_batches = data.batches("train", settings)
         train_batches.epoch = done  # the shuffling and augmentation of epoch done+1 on, as uninterrupted
         model.fit(
             train_batches,
-            validation_data=data.batches("val", settings),
             epochs=settings.epochs,
             initial_epoch=done,
             callbacks=[callback],
@@ -196,3 +220,10 @@ def fit_model(
     write_text_atomic(summary_path, json.dumps(summary, indent=1))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
+
+
+def binary_crossentropy(y_true: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy over samples and classes (Keras' loss, clipped as Keras clips)."""
+    p = np.clip(probabilities.astype(np.float64), eps, 1 - eps)
+    y = y_true.astype(np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))

@@ -12,6 +12,7 @@ import numpy as np
 from hpa_utils.io import write_atomic, write_json_atomic
 from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import CachedBatches, TrainingData
+from hpa_utils.training.models import BatchNormalization  # noqa: F401  (registers the layer the models use)
 
 
 def predict(model: keras.Model, data: TrainingData | np.ndarray, indices=None, batch_size: int = 64) -> np.ndarray:

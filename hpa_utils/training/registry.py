@@ -8,19 +8,17 @@ re-trains one part, as ``v{variant}-{stage}``. Each job is one :func:`~hpa_utils
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from hpa_utils.training.backend import keras
+from hpa_utils.training.executor import Job
 from hpa_utils.training.fit import TrainSettings, fit_model
 from hpa_utils.training.models import VARIANTS, build_variant, get_variant, prior_log_odds
 from hpa_utils.training.stages import BASE, STAGES, get_stage, stage_rank
 
-Job = tuple[str, Callable[[], dict]]
 TABLE_COLUMNS = [
     "model",
     "variant",
@@ -43,18 +41,26 @@ def stage_name(variant: int, stage: str) -> str:
     return base_name(variant) if stage == BASE else f"v{int(variant)}-{stage}"
 
 
-def train_base(variant, data, settings, models_dir, log=print) -> dict:
+def train_base(variant, data, settings, models_dir, log=print, on_epoch=None, check_only=False) -> dict | None:
     """Train base model ``variant`` (index into :data:`~hpa_utils.training.models.VARIANTS`) from scratch."""
     index = _variant_index(variant)
     bias = prior_log_odds(data.y[data.train_indices]) if settings.prior_bias else None
     shape = (data.image_size, data.image_size, data.images.shape[-1])
     meta = {"variant": index, "variant_name": get_variant(index).name, "stage": BASE, "parent": None}
     return fit_model(
-        base_name(index), lambda: build_variant(index, shape, output_bias=bias), data, settings, models_dir, meta, log
+        base_name(index),
+        lambda: build_variant(index, shape, output_bias=bias),
+        data,
+        settings,
+        models_dir,
+        meta,
+        log,
+        on_epoch,
+        check_only,
     )
 
 
-def finetune(variant, stage, data, settings, models_dir, log=print) -> dict:
+def finetune(variant, stage, data, settings, models_dir, log=print, on_epoch=None, check_only=False) -> dict | None:
     """Fine-tuning stage ``stage`` ("A", "B" or "C") of a base model, from its parent stage's model."""
     index = _variant_index(variant)
     step = get_stage(stage)
@@ -77,6 +83,8 @@ def finetune(variant, stage, data, settings, models_dir, log=print) -> dict:
         models_dir,
         meta,
         log,
+        on_epoch,
+        check_only,
     )
 
 
@@ -84,40 +92,24 @@ def _variant_index(variant) -> int:
     return VARIANTS.index(get_variant(variant))
 
 
-def base_jobs(variants, data, settings, models_dir, log=print) -> list[Job]:
-    """One job per base variant (for :func:`run_jobs`)."""
-    return [
-        (base_name(_variant_index(v)), lambda v=v: train_base(v, data, settings, models_dir, log)) for v in variants
-    ]
+def base_jobs(variants, data, settings, models_dir) -> list[Job]:
+    """One job per base variant (for :func:`~hpa_utils.training.executor.run_jobs`)."""
+    return [Job(base_name(_variant_index(v)), train_base, (v, data, settings, models_dir)) for v in variants]
 
 
-def stage_jobs(variants, data, stage_settings: dict, models_dir, log=print) -> list[Job]:
-    """Stages A, B, C of every base variant, in order (``stage_settings``: stage -> TrainSettings)."""
+def stage_jobs(variants, data, stage_settings: dict, models_dir) -> list[Job]:
+    """Stages A, B, C of every base variant (``stage_settings``: stage -> TrainSettings), each after its
+    parent; ordered stage by stage, so that workers side by side start on different variants."""
     return [
-        (
+        Job(
             stage_name(_variant_index(v), stage.name),
-            lambda v=v, s=stage.name: finetune(v, s, data, stage_settings[s], models_dir, log),
+            finetune,
+            (v, stage.name, data, stage_settings[stage.name], models_dir),
+            after=stage_name(_variant_index(v), stage.parent),
         )
-        for v in variants
         for stage in STAGES
+        for v in variants
     ]
-
-
-def run_jobs(jobs: list[Job], log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run training jobs in order with an overall progress line over models (one text line per model,
-    so it reads the same in a terminal, a live notebook and an executed one)."""
-    from tqdm import tqdm
-
-    started = time.perf_counter()
-    summaries = []
-    for done, (name, job) in enumerate(jobs):
-        elapsed = time.perf_counter() - started
-        log(
-            tqdm.format_meter(done, len(jobs), elapsed, ncols=90, prefix="models", unit="model", postfix=f"next {name}")
-        )
-        summaries.append(job())
-    log(tqdm.format_meter(len(jobs), len(jobs), time.perf_counter() - started, ncols=90, prefix="models", unit="model"))
-    return pd.DataFrame(summaries)
 
 
 def load_history(models_dir: str | Path, name: str) -> pd.DataFrame:

@@ -174,8 +174,9 @@ def _layout_cells(rng: np.random.Generator, size: int, n_mitotic: int) -> list[C
                 rho, t = 0.55 * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
                 lx, ly = rho * na * np.cos(t), rho * nb * np.sin(t)
                 ca, sa = np.cos(np.deg2rad(nangle)), np.sin(np.deg2rad(nangle))
-                cell.nucleoli.append((nx + lx * ca - ly * sa, ny + lx * sa + ly * ca,
-                                      max(2.2 * u, nb * rng.uniform(0.18, 0.28))))
+                cell.nucleoli.append(
+                    (nx + lx * ca - ly * sa, ny + lx * sa + ly * ca, max(2.2 * u, nb * rng.uniform(0.18, 0.28)))
+                )
         cells.append(cell)
     return cells
 
@@ -190,7 +191,7 @@ def _label_maps(cells: Sequence[Cell], size: int) -> tuple[np.ndarray, np.ndarra
         y0, y1 = max(0, int(c.y - reach)), min(size, int(c.y + reach) + 1)
         if x0 >= x1 or y0 >= y1:
             continue
-        dy, dx = np.ogrid[y0 - c.y:y1 - c.y, x0 - c.x:x1 - c.x]
+        dy, dx = np.ogrid[y0 - c.y : y1 - c.y, x0 - c.x : x1 - c.x]
         dx, dy = dx.astype(np.float32), dy.astype(np.float32)
         theta = np.arctan2(dy, dx)
         radius = np.full_like(theta, c.r)
@@ -205,16 +206,23 @@ def _label_maps(cells: Sequence[Cell], size: int) -> tuple[np.ndarray, np.ndarra
     cell_lab[best >= 1] = -1
     nuc_f = np.full((size, size), -1, np.float32)
     for i, c in enumerate(cells):
-        cv2.ellipse(nuc_f, pt(c.nx, c.ny), (px(c.na), px(c.nb)), c.nangle, 0, 360, float(i), -1,
-                    LINE, SHIFT)
+        cv2.ellipse(nuc_f, pt(c.nx, c.ny), (px(c.na), px(c.nb)), c.nangle, 0, 360, float(i), -1, LINE, SHIFT)
     nuc_lab = nuc_f.astype(np.int32)
     cell_lab[nuc_lab >= 0] = nuc_lab[nuc_lab >= 0]  # a nucleus always belongs to its cell
     return cell_lab, nuc_lab
 
 
-def walk(field: Field, starts: np.ndarray, angles: np.ndarray, owners: np.ndarray, steps: int,
-          step: float, turn_sd: float, rng: np.random.Generator,
-          curvature: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+def walk(
+    field: Field,
+    starts: np.ndarray,
+    angles: np.ndarray,
+    owners: np.ndarray,
+    steps: int,
+    step: float,
+    turn_sd: float,
+    rng: np.random.Generator,
+    curvature: np.ndarray | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Grow filaments as random walks that stop when they leave their cell.
 
     Args:
@@ -267,8 +275,9 @@ def _tubules(field: Field, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     if not starts:
         return img, np.empty((0, 4))
     steps = int(np.ceil(2 * max(c.r for c in field.cells) / (3 * field.u)))
-    lines, tips = walk(field, np.concatenate(starts), np.concatenate(angles), np.array(owners), steps,
-                        3 * field.u, 0.22, rng)
+    lines, tips = walk(
+        field, np.concatenate(starts), np.concatenate(angles), np.array(owners), steps, 3 * field.u, 0.22, rng
+    )
     cv2.polylines(img, lines, False, 1.0, thick(field, 1), LINE, SHIFT)
     return blur(img, 0.6 * field.u) * field.cell, tips
 
@@ -283,8 +292,9 @@ def _er_network(field: Field, rng: np.random.Generator) -> np.ndarray:
     rim = field.blank()
     for c in field.cells:
         if not c.mitotic:
-            cv2.ellipse(rim, pt(c.nx, c.ny), (px(c.na + u), px(c.nb + u)), c.nangle, 0, 360, 0.35,
-                        thick(field, 2), LINE, SHIFT)
+            cv2.ellipse(
+                rim, pt(c.nx, c.ny), (px(c.na + u), px(c.nb + u)), c.nangle, 0, 360, 0.35, thick(field, 2), LINE, SHIFT
+            )
     return blur(np.maximum(er, rim), 0.5 * u).astype(np.float32)
 
 
@@ -338,10 +348,25 @@ def make_field(rng: np.random.Generator, size: int, mitotic: bool | None = None)
         for x, y, r in c.nucleoli:
             cv2.circle(nucleoli, pt(x, y), px(r), 1.0, -1, LINE, SHIFT)
     empty = np.zeros((size, size), np.float32)
-    field = Field(size=size, u=u, cells=cells, cell_lab=cell_lab, nuc_lab=nuc_lab, cell=cell, nuc=nuc,
-                  cyto=cell & ~nuc, membrane=edge.astype(np.float32), junction=junction.astype(np.float32),
-                  dist_edge=dist_edge, dist_nuc=dist_nuc, nucleoli=nucleoli * nuc, tubules=empty,
-                  tubule_ends=np.empty((0, 4)), er=empty, spindle=empty)
+    field = Field(
+        size=size,
+        u=u,
+        cells=cells,
+        cell_lab=cell_lab,
+        nuc_lab=nuc_lab,
+        cell=cell,
+        nuc=nuc,
+        cyto=cell & ~nuc,
+        membrane=edge.astype(np.float32),
+        junction=junction.astype(np.float32),
+        dist_edge=dist_edge,
+        dist_nuc=dist_nuc,
+        nucleoli=nucleoli * nuc,
+        tubules=empty,
+        tubule_ends=np.empty((0, 4)),
+        er=empty,
+        spindle=empty,
+    )
     field.tubules, field.tubule_ends = _tubules(field, rng)
     field.er = _er_network(field, rng)
     field.spindle = _spindles(field)

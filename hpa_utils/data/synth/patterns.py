@@ -53,26 +53,38 @@ def _some_cells(rng: np.random.Generator, field: Field, share: float) -> list[Ce
     return [c for c, keep in zip(cells, chosen, strict=True) if keep]
 
 
-def _dots(field: Field, rng: np.random.Generator, weight: np.ndarray, per_cell: float,
-          radius: tuple[float, float], ring: bool = False) -> np.ndarray:
+def _dots(
+    field: Field,
+    rng: np.random.Generator,
+    weight: np.ndarray,
+    per_cell: float,
+    radius: tuple[float, float],
+    ring: bool = False,
+) -> np.ndarray:
     """Round dots (or hollow rings) of ``radius`` units, about ``per_cell`` per cell."""
     k = _count(rng, per_cell, field)
     img = field.blank()
     thickness = thick(field, 1.6) if ring else -1
     for x, y in _sample_points(rng, weight, k):
-        cv2.circle(img, pt(x, y), px(rng.uniform(*radius) * field.u), rng.uniform(0.45, 1.0),
-                   thickness, LINE, SHIFT)
+        cv2.circle(img, pt(x, y), px(rng.uniform(*radius) * field.u), rng.uniform(0.45, 1.0), thickness, LINE, SHIFT)
     return blur(img, 0.5 * field.u)
 
 
-def _segments(field: Field, rng: np.random.Generator, points: np.ndarray, lengths: np.ndarray,
-              angles: np.ndarray, thickness: float) -> np.ndarray:
+def _segments(
+    field: Field,
+    rng: np.random.Generator,
+    points: np.ndarray,
+    lengths: np.ndarray,
+    angles: np.ndarray,
+    thickness: float,
+) -> np.ndarray:
     """Short straight segments centred on ``points``."""
     img = field.blank()
     for (x, y), h, a in zip(points, lengths / 2, angles, strict=True):
         dx, dy = h * np.cos(a), h * np.sin(a)
-        cv2.line(img, pt(x - dx, y - dy), pt(x + dx, y + dy), rng.uniform(0.45, 1.0),
-                 thick(field, thickness), LINE, SHIFT)
+        cv2.line(
+            img, pt(x - dx, y - dy), pt(x + dx, y + dy), rng.uniform(0.45, 1.0), thick(field, thickness), LINE, SHIFT
+        )
     return blur(img, 0.5 * field.u)
 
 
@@ -86,8 +98,7 @@ def _nuclear_membrane(field: Field, rng: np.random.Generator) -> np.ndarray:
     """1: a rim around each nucleus."""
     img = field.blank()
     for c in _normal_cells(field):
-        cv2.ellipse(img, pt(c.nx, c.ny), (px(c.na), px(c.nb)), c.nangle, 0, 360, 1.0,
-                    thick(field, 2), LINE, SHIFT)
+        cv2.ellipse(img, pt(c.nx, c.ny), (px(c.na), px(c.nb)), c.nangle, 0, 360, 1.0, thick(field, 2), LINE, SHIFT)
     return blur(img, 0.6 * field.u) + 0.08 * field.nuc
 
 
@@ -103,8 +114,15 @@ def _fibrillar_center(field: Field, rng: np.random.Generator) -> np.ndarray:
         for x, y, r in c.nucleoli:
             for _ in range(int(rng.integers(3, 7))):
                 rho, t = 1.1 * r * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
-                cv2.circle(img, pt(x + rho * np.cos(t), y + rho * np.sin(t)), px(1.6 * field.u),
-                           rng.uniform(0.6, 1.0), -1, LINE, SHIFT)
+                cv2.circle(
+                    img,
+                    pt(x + rho * np.cos(t), y + rho * np.sin(t)),
+                    px(1.6 * field.u),
+                    rng.uniform(0.6, 1.0),
+                    -1,
+                    LINE,
+                    SHIFT,
+                )
     return blur(img, 0.4 * field.u) + 0.12 * blur(field.nucleoli, field.u)
 
 
@@ -124,8 +142,7 @@ def _nuclear_bodies(field: Field, rng: np.random.Generator) -> np.ndarray:
             rho, t = 0.7 * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
             lx, ly = rho * c.na * np.cos(t), rho * c.nb * np.sin(t)
             x, y = c.nx + lx * np.cos(a) - ly * np.sin(a), c.ny + lx * np.sin(a) + ly * np.cos(a)
-            cv2.circle(img, pt(x, y), px(rng.uniform(2.0, 3.0) * field.u), rng.uniform(0.6, 1.0), -1,
-                       LINE, SHIFT)
+            cv2.circle(img, pt(x, y), px(rng.uniform(2.0, 3.0) * field.u), rng.uniform(0.6, 1.0), -1, LINE, SHIFT)
     return blur(img, 0.6 * field.u)
 
 
@@ -141,8 +158,18 @@ def _golgi(field: Field, rng: np.random.Generator) -> np.ndarray:
     for c in _normal_cells(field):
         span = rng.uniform(60, 130)
         mid = np.rad2deg(c.polarity - np.deg2rad(c.nangle))  # cv2 arc angles are in the ellipse frame
-        cv2.ellipse(img, pt(c.nx, c.ny), (px(c.na + 3.5 * u), px(c.nb + 3.5 * u)), c.nangle,
-                    mid - span / 2, mid + span / 2, rng.uniform(0.6, 1.0), thick(field, 5), LINE, SHIFT)
+        cv2.ellipse(
+            img,
+            pt(c.nx, c.ny),
+            (px(c.na + 3.5 * u), px(c.nb + 3.5 * u)),
+            c.nangle,
+            mid - span / 2,
+            mid + span / 2,
+            rng.uniform(0.6, 1.0),
+            thick(field, 5),
+            LINE,
+            SHIFT,
+        )
     texture = 0.35 + 0.65 * np.clip(0.5 + 0.5 * smooth_noise(rng, field.size, 1.5 * u), 0, 1)
     return blur(img * texture, 0.8 * u)
 
@@ -182,8 +209,17 @@ def _intermediate_filaments(field: Field, rng: np.random.Generator) -> np.ndarra
     img = field.blank()
     if starts:
         steps = int(np.ceil(2.2 * max(c.r for c in field.cells) / step))
-        lines, _ = walk(field, np.array(starts), np.array(angles), np.array(owners), steps, step, 0.12,
-                         rng, curvature=np.array(bends))
+        lines, _ = walk(
+            field,
+            np.array(starts),
+            np.array(angles),
+            np.array(owners),
+            steps,
+            step,
+            0.12,
+            rng,
+            curvature=np.array(bends),
+        )
         cv2.polylines(img, lines, False, 1.0, thick(field, 1.6), LINE, SHIFT)
     return blur(img, 0.6 * field.u)
 
@@ -200,8 +236,15 @@ def _actin(field: Field, rng: np.random.Generator) -> np.ndarray:
         while o < 1.2 * c.r:
             p = np.array([c.x, c.y]) + o * n + rng.uniform(-0.3, 0.3) * c.r * t
             half = 1.3 * c.r * rng.uniform(0.5, 1.0)
-            cv2.line(lines, pt(*(p - half * t)), pt(*(p + half * t)), rng.uniform(0.3, 1.0),
-                     thick(field, rng.choice([1, 2])), LINE, SHIFT)
+            cv2.line(
+                lines,
+                pt(*(p - half * t)),
+                pt(*(p + half * t)),
+                rng.uniform(0.3, 1.0),
+                thick(field, rng.choice([1, 2])),
+                LINE,
+                SHIFT,
+            )
             o += rng.uniform(4, 9) * u
         img += lines * (field.cell_lab == i)
     return blur(img, 0.5 * u) + 0.4 * blur(field.membrane, 0.6 * u)
@@ -237,8 +280,7 @@ def _microtubule_ends(field: Field, rng: np.random.Generator) -> np.ndarray:
     img = field.blank()
     for x, y, dx, dy in tips:
         back = 3 * field.u
-        cv2.line(img, pt(x - back * dx, y - back * dy), pt(x, y), rng.uniform(0.6, 1.0), thick(field, 2),
-                 LINE, SHIFT)
+        cv2.line(img, pt(x - back * dx, y - back * dy), pt(x, y), rng.uniform(0.6, 1.0), thick(field, 2), LINE, SHIFT)
     return blur(img, 0.5 * field.u)
 
 
@@ -246,16 +288,16 @@ def _cytokinetic_bridge(field: Field, rng: np.random.Generator) -> np.ndarray:
     """16: a bright line with a midbody between two neighbouring cells."""
     img = field.blank()
     cells = _normal_cells(field)
-    pairs = sorted((np.hypot(a.x - b.x, a.y - b.y), i, j)
-                   for i, a in enumerate(cells) for j, b in enumerate(cells) if i < j)
+    pairs = sorted(
+        (np.hypot(a.x - b.x, a.y - b.y), i, j) for i, a in enumerate(cells) for j, b in enumerate(cells) if i < j
+    )
     for _, i, j in pairs[: 1 + int(rng.random() < 0.3)]:
         a, b = cells[i], cells[j]
         ab = np.arctan2(b.ny - a.ny, b.nx - a.nx)
         p, q = np.array(a.beside_nucleus(ab, 0)), np.array(b.beside_nucleus(ab + np.pi, 0))
         mid, half = (p + q) / 2, float(np.clip(0.45 * np.hypot(*(q - p)), 7 * field.u, 14 * field.u))
         direction = np.array([np.cos(ab), np.sin(ab)])
-        cv2.line(img, pt(*(mid - half * direction)), pt(*(mid + half * direction)), 0.7, thick(field, 2),
-                 LINE, SHIFT)
+        cv2.line(img, pt(*(mid - half * direction)), pt(*(mid + half * direction)), 0.7, thick(field, 2), LINE, SHIFT)
         cv2.circle(img, pt(*mid), px(2.8 * field.u), 1.0, -1, LINE, SHIFT)
     return blur(img, 0.6 * field.u)
 
@@ -265,16 +307,24 @@ def _mitotic_spindle(field: Field, rng: np.random.Generator) -> np.ndarray:
     return field.spindle
 
 
-def _beside_dots(field: Field, rng: np.random.Generator, share: float, count: tuple[int, int],
-                 radius: float, spread: float) -> np.ndarray:
+def _beside_dots(
+    field: Field, rng: np.random.Generator, share: float, count: tuple[int, int], radius: float, spread: float
+) -> np.ndarray:
     """Dots on the polarity side of the nucleus of ``share`` of the cells."""
     img = field.blank()
     u = field.u
     for c in _some_cells(rng, field, share):
         x, y = c.beside_nucleus(c.polarity + rng.normal(0, 0.3), rng.uniform(2, 5) * u)
         for _ in range(int(rng.integers(count[0], count[1] + 1))):
-            cv2.circle(img, pt(x + rng.normal(0, spread * u), y + rng.normal(0, spread * u)),
-                       px(radius * u), rng.uniform(0.8, 1.0), -1, LINE, SHIFT)
+            cv2.circle(
+                img,
+                pt(x + rng.normal(0, spread * u), y + rng.normal(0, spread * u)),
+                px(radius * u),
+                rng.uniform(0.8, 1.0),
+                -1,
+                LINE,
+                SHIFT,
+            )
     return img
 
 
@@ -323,8 +373,15 @@ def _aggresome(field: Field, rng: np.random.Generator) -> np.ndarray:
         size = rng.uniform(5, 8) * u
         x, y = c.beside_nucleus(c.polarity, 0.6 * size)
         for _ in range(3):
-            cv2.circle(img, pt(x + rng.normal(0, 0.3 * size), y + rng.normal(0, 0.3 * size)),
-                       px(size * rng.uniform(0.55, 0.8)), 1.0, -1, LINE, SHIFT)
+            cv2.circle(
+                img,
+                pt(x + rng.normal(0, 0.3 * size), y + rng.normal(0, 0.3 * size)),
+                px(size * rng.uniform(0.55, 0.8)),
+                1.0,
+                -1,
+                LINE,
+                SHIFT,
+            )
     return blur(img, 1.0 * u)
 
 
@@ -344,8 +401,7 @@ def _rods_and_rings(field: Field, rng: np.random.Generator) -> np.ndarray:
     u = field.u
     pts = _sample_points(rng, field.cyto.astype(np.float32), _count(rng, 1.5, field))
     rods = rng.random(len(pts)) < 0.5
-    img = _segments(field, rng, pts[rods], rng.uniform(6, 10, rods.sum()) * u,
-                    rng.uniform(0, np.pi, rods.sum()), 2)
+    img = _segments(field, rng, pts[rods], rng.uniform(6, 10, rods.sum()) * u, rng.uniform(0, np.pi, rods.sum()), 2)
     rings = field.blank()
     for x, y in pts[~rods]:
         cv2.circle(rings, pt(x, y), px(rng.uniform(3, 4) * u), 1.0, thick(field, 1.6), LINE, SHIFT)
@@ -356,11 +412,32 @@ Painter = Callable[[Field, np.random.Generator], np.ndarray]
 
 #: Class id -> function drawing that class's green pattern on a field (values about 0..1).
 PAINTERS: dict[int, Painter] = {
-    0: _nucleoplasm, 1: _nuclear_membrane, 2: _nucleoli, 3: _fibrillar_center, 4: _nuclear_speckles,
-    5: _nuclear_bodies, 6: _er, 7: _golgi, 8: _peroxisomes, 9: _endosomes, 10: _lysosomes,
-    11: _intermediate_filaments, 12: _actin, 13: _focal_adhesion, 14: _microtubules,
-    15: _microtubule_ends, 16: _cytokinetic_bridge, 17: _mitotic_spindle, 18: _mtoc, 19: _centrosome,
-    20: _lipid_droplets, 21: _plasma_membrane, 22: _cell_junctions, 23: _mitochondria, 24: _aggresome,
-    25: _cytosol, 26: _cytoplasmic_bodies, 27: _rods_and_rings,
+    0: _nucleoplasm,
+    1: _nuclear_membrane,
+    2: _nucleoli,
+    3: _fibrillar_center,
+    4: _nuclear_speckles,
+    5: _nuclear_bodies,
+    6: _er,
+    7: _golgi,
+    8: _peroxisomes,
+    9: _endosomes,
+    10: _lysosomes,
+    11: _intermediate_filaments,
+    12: _actin,
+    13: _focal_adhesion,
+    14: _microtubules,
+    15: _microtubule_ends,
+    16: _cytokinetic_bridge,
+    17: _mitotic_spindle,
+    18: _mtoc,
+    19: _centrosome,
+    20: _lipid_droplets,
+    21: _plasma_membrane,
+    22: _cell_junctions,
+    23: _mitochondria,
+    24: _aggresome,
+    25: _cytosol,
+    26: _cytoplasmic_bodies,
+    27: _rods_and_rings,
 }
-

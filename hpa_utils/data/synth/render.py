@@ -43,7 +43,7 @@ def _nucleus_stain(field: Field, rng: np.random.Generator) -> np.ndarray:
 
 def _shading(rng: np.random.Generator, size: int) -> np.ndarray:
     """Uneven illumination of a field: a gentle random gradient around 1."""
-    yy, xx = np.ogrid[-1:1:size * 1j, -1:1:size * 1j]
+    yy, xx = np.ogrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
     return (1 + rng.uniform(-0.12, 0.12) * xx + rng.uniform(-0.12, 0.12) * yy).astype(np.float32)
 
 

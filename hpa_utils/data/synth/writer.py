@@ -52,8 +52,7 @@ def sample_labels(rng: np.random.Generator, n: int) -> list[list[int]]:
     counts = rng.choice(ks, size=n, p=k_prob / k_prob.sum())
     class_prob = np.asarray(TRAIN_COUNTS, dtype=float)
     class_prob /= class_prob.sum()
-    return [sorted(int(c) for c in rng.choice(NUM_CLASSES, size=int(k), replace=False, p=class_prob))
-            for k in counts]
+    return [sorted(int(c) for c in rng.choice(NUM_CLASSES, size=int(k), replace=False, p=class_prob)) for k in counts]
 
 
 def make_ids(rng: np.random.Generator, n: int) -> list[str]:
@@ -68,8 +67,7 @@ def make_ids(rng: np.random.Generator, n: int) -> list[str]:
         low = rng.integers(0, 2**32, size=m, dtype=np.uint64)
         mid = rng.integers(0x90, 0xD0, size=m)
         seq = rng.integers(0x9, 0xD, size=m)
-        ids.update(f"{a:08x}-bb{b:02x}-11e8-b2b{c:x}-ac1f6b6435d0"
-                   for a, b, c in zip(low, mid, seq, strict=True))
+        ids.update(f"{a:08x}-bb{b:02x}-11e8-b2b{c:x}-ac1f6b6435d0" for a, b, c in zip(low, mid, seq, strict=True))
     return sorted(ids)
 
 
@@ -86,8 +84,7 @@ def _write_image(prefix: Path, channels: dict[str, np.ndarray]) -> None:
             raise OSError(f"could not write {path}")
 
 
-def _render_chunk(folder: str, split: str, seed: int, size: int,
-                  items: list[tuple[int, str, list[int]]]) -> int:
+def _render_chunk(folder: str, split: str, seed: int, size: int, items: list[tuple[int, str, list[int]]]) -> int:
     """Render and write the images ``items`` = [(index, Id, labels)] of one split."""
     for index, image_id, labels in items:
         channels = render_channels(labels, size, _rng(seed, _SPLIT_CODES[split], index))
@@ -131,8 +128,10 @@ def _write_csvs(folder: Path, plan) -> None:
     (folder / "train.csv").write_text("\n".join(lines) + "\n")
     lines = ["Id,Predicted"] + [f"{i},0" for i in test_ids]
     (folder / "sample_submission.csv").write_text("\n".join(lines) + "\n")
-    lines = ["Id,Target,Usage"] + [f"{i},{_target(t)},{'Public' if p else 'Private'}"
-                                   for i, t, p in zip(test_ids, test_labels, public, strict=True)]
+    lines = ["Id,Target,Usage"] + [
+        f"{i},{_target(t)},{'Public' if p else 'Private'}"
+        for i, t, p in zip(test_ids, test_labels, public, strict=True)
+    ]
     (folder / "solution.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -177,8 +176,10 @@ def _render_all(folder: Path, params: dict, plan, workers: int, progress: bool) 
     for split, ids, labels in (("train", train_ids, train_labels), ("test", test_ids, test_labels)):
         (folder / split).mkdir()
         items = [(i, image_id, labels[i]) for i, image_id in enumerate(ids)]
-        jobs += [(str(folder / split), split, params["seed"], params["size"], items[s:s + chunk])
-                 for s in range(0, len(items), chunk)]
+        jobs += [
+            (str(folder / split), split, params["seed"], params["size"], items[s : s + chunk])
+            for s in range(0, len(items), chunk)
+        ]
     if workers <= 1 or len(jobs) <= 1:
         with tqdm(total=total, disable=not progress, unit="img", desc="synth") as bar:
             for job in jobs:
@@ -194,9 +195,17 @@ def _render_all(folder: Path, params: dict, plan, workers: int, progress: bool) 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def generate_dataset(out_dir: str | os.PathLike, n_train: int = 3000, n_test: int = 1000, size: int = 256,
-                     seed: int = 0, workers: int | None = None, public_fraction: float = 0.3,
-                     overwrite: bool = False, progress: bool = False) -> dict:
+def generate_dataset(
+    out_dir: str | os.PathLike,
+    n_train: int = 3000,
+    n_test: int = 1000,
+    size: int = 256,
+    seed: int = 0,
+    workers: int | None = None,
+    public_fraction: float = 0.3,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
     """Write a synthetic HPA dataset in Kaggle's layout, atomically.
 
     The dataset is built in a temporary sibling directory and renamed to
@@ -226,22 +235,33 @@ def generate_dataset(out_dir: str | os.PathLike, n_train: int = 3000, n_test: in
     if n_train < 1 or n_test < 1 or size < 32 or not 0 <= public_fraction <= 1:
         raise ValueError("need n_train >= 1, n_test >= 1, size >= 32 and 0 <= public_fraction <= 1")
     out_dir = Path(out_dir)
-    params = {"generator": "hpa_utils.synth", "version": GENERATOR_VERSION, "n_train": int(n_train),
-              "n_test": int(n_test), "size": int(size), "seed": int(seed),
-              "public_fraction": float(public_fraction)}
+    params = {
+        "generator": "hpa_utils.synth",
+        "version": GENERATOR_VERSION,
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "size": int(size),
+        "seed": int(seed),
+        "public_fraction": float(public_fraction),
+    }
     if out_dir.exists():
         existing = _read_manifest(out_dir) if out_dir.is_dir() else None
         if existing == params and _is_complete(out_dir, params):
             return _summary(out_dir, params, time.perf_counter() - start, skipped=True)
     if out_dir.exists() and not overwrite:
         if existing is not None:
-            diff = ", ".join(f"{k}={existing.get(k)!r} (asked {v!r})" for k, v in params.items()
-                             if existing.get(k) != v) or "incomplete"
-            raise DataError(f"{out_dir} holds a different synthetic dataset: {diff}; "
-                            "use another directory or overwrite=True")
+            diff = (
+                ", ".join(f"{k}={existing.get(k)!r} (asked {v!r})" for k, v in params.items() if existing.get(k) != v)
+                or "incomplete"
+            )
+            raise DataError(
+                f"{out_dir} holds a different synthetic dataset: {diff}; use another directory or overwrite=True"
+            )
         if not out_dir.is_dir() or any(out_dir.iterdir()):
-            raise DataError(f"{out_dir} exists and is not a synthetic HPA dataset (no {MANIFEST}); "
-                            "use another directory or overwrite=True")
+            raise DataError(
+                f"{out_dir} exists and is not a synthetic HPA dataset (no {MANIFEST}); "
+                "use another directory or overwrite=True"
+            )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))

@@ -48,8 +48,7 @@ def plot_class_counts(
     if reference is not None:
         ref = _as_counts(reference, "reference").reindex(order)
         shown = ref.to_numpy() > 0
-        ax.scatter(ref.to_numpy()[shown], y[shown], marker="D", s=28, color="black", zorder=3,
-                   label=reference_label)
+        ax.scatter(ref.to_numpy()[shown], y[shown], marker="D", s=28, color="black", zorder=3, label=reference_label)
         top = max(top, ref.max())
         text_at = np.maximum(text_at, ref.to_numpy())
         ax.legend(loc="lower right")
@@ -87,8 +86,7 @@ def plot_labels_per_image(counts, title: str = "Labels per image") -> Figure:
     x = np.arange(len(series))
     bars = ax.bar(x, series.to_numpy(), color=sns.color_palette(_PALETTE)[0])
     shares = series / total * 100 if total else series * 0
-    ax.bar_label(bars, [f"{p:.1f}%\n({c:,.0f})" for p, c in zip(shares, series, strict=True)],
-                 padding=3, fontsize=9.5)
+    ax.bar_label(bars, [f"{p:.1f}%\n({c:,.0f})" for p, c in zip(shares, series, strict=True)], padding=3, fontsize=9.5)
     ax.set_xticks(x, [str(i) for i in series.index])
     ax.set_ylim(0, max(series.max(), 1) * 1.2)
     ax.set_xlabel("labels per image")
@@ -157,14 +155,28 @@ def plot_cooccurrence(
     annot = False
     if annotate:
         threshold = 0.05 if normalize == "conditional" else 1
-        annot = np.where(mask | (np.nan_to_num(values) < threshold), "",
-                         np.vectorize(lambda v: fmt.format(v).removeprefix("0"))(np.nan_to_num(values)))
+        annot = np.where(
+            mask | (np.nan_to_num(values) < threshold),
+            "",
+            np.vectorize(lambda v: fmt.format(v).removeprefix("0"))(np.nan_to_num(values)),
+        )
     sns.heatmap(
-        pd.DataFrame(values, index=row_labels, columns=labels), mask=mask, ax=ax, cmap=cmap, norm=norm,
-        vmin=vmin, vmax=vmax, square=True, linewidths=0.5, linecolor="white",
-        annot=annot, fmt="", annot_kws={"fontsize": 9},
+        pd.DataFrame(values, index=row_labels, columns=labels),
+        mask=mask,
+        ax=ax,
+        cmap=cmap,
+        norm=norm,
+        vmin=vmin,
+        vmax=vmax,
+        square=True,
+        linewidths=0.5,
+        linecolor="white",
+        annot=annot,
+        fmt="",
+        annot_kws={"fontsize": 9},
         cbar_kws={"label": cbar_label, "shrink": 0.6},
-        xticklabels=True, yticklabels=True,
+        xticklabels=True,
+        yticklabels=True,
     )
     ax.tick_params(axis="x", labelrotation=90)
     ax.tick_params(axis="y", labelrotation=0)
@@ -197,8 +209,9 @@ def plot_split_balance(train_counts, val_counts, title: str = "Train / validatio
     train, val, total = train[order].to_numpy(), val[order].to_numpy(), total[order].to_numpy()
     y = np.arange(NUM_CLASSES)
     colors = sns.color_palette(_PALETTE)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 9.5), sharey=True, layout="constrained",
-                                      gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 9.5), sharey=True, layout="constrained", gridspec_kw={"width_ratios": [3, 2]}
+    )
     height = 0.4
     left.barh(y - height / 2, train, height, color=colors[0], label="train")
     left.barh(y + height / 2, val, height, color=colors[1], label="validation")
@@ -215,8 +228,9 @@ def plot_split_balance(train_counts, val_counts, title: str = "Train / validatio
     right.axvline(overall, color="black", linestyle=":", label=f"all images: {overall:.1%}")
     for yi, f, v in zip(y, fraction, val, strict=True):
         text = "no image" if np.isnan(f) else ("none" if v == 0 else f"{f:.0%}")
-        right.text((0 if np.isnan(f) else f) + 0.01, yi, text, va="center", fontsize=9,
-                   color="#b00000" if v == 0 else "black")
+        right.text(
+            (0 if np.isnan(f) else f) + 0.01, yi, text, va="center", fontsize=9, color="#b00000" if v == 0 else "black"
+        )
     right.set_xlim(0, max(np.nanmax(np.append(fraction, 0)), overall) * 1.25 + 0.05)
     right.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     right.set_xlabel("validation share of the class's images")

@@ -56,22 +56,34 @@ def plot_shift_sweep(
     columns = [c for c in ("val_f1", "public_f1", "private_f1") if c in df.columns]
     columns += [c for c in df.columns if c.endswith("_f1") and c not in columns]
     if not columns:
-        raise ValueError(
-            f"df needs at least one score column ending in _f1 (e.g. val_f1); it has {list(df.columns)}"
-        )
+        raise ValueError(f"df needs at least one score column ending in _f1 (e.g. val_f1); it has {list(df.columns)}")
     data = df.sort_values("shift")
     fig, ax = plt.subplots(figsize=(10, 5.5), layout="constrained")
     marker = "o" if len(data) <= 30 else None
     for color, column in zip(_palette(len(columns)), columns, strict=True):
-        ax.plot(data["shift"], data[column], marker=marker, markersize=4, color=color,
-                label=_SERIES_LABELS.get(column, column))
+        ax.plot(
+            data["shift"],
+            data[column],
+            marker=marker,
+            markersize=4,
+            color=color,
+            label=_SERIES_LABELS.get(column, column),
+        )
     label_box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
     for k, shift in enumerate(marked_shifts):
-        ax.axvline(shift, color="black", linestyle=":", linewidth=1.2,
-                   label="marked shifts" if k == 0 else None)
-        ax.annotate(f"shift {shift:g}", (shift, 1), xycoords=("data", "axes fraction"), rotation=90,
-                    xytext=(-2, -4), textcoords="offset points", ha="right", va="top", fontsize=9.5,
-                    bbox=label_box)
+        ax.axvline(shift, color="black", linestyle=":", linewidth=1.2, label="marked shifts" if k == 0 else None)
+        ax.annotate(
+            f"shift {shift:g}",
+            (shift, 1),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            xytext=(-2, -4),
+            textcoords="offset points",
+            ha="right",
+            va="top",
+            fontsize=9.5,
+            bbox=label_box,
+        )
     ax.margins(y=0.2)
     ax.set_xlabel("shift subtracted from validation F1")
     ax.set_ylabel("macro F1")
@@ -160,8 +172,13 @@ def plot_threshold_study(df: pd.DataFrame, title: str = "Threshold choice: fitte
     fig, ax = plt.subplots(figsize=(max(7, min(12, 1.6 * len(df) + 3)), 5.5), layout="constrained")
     for k, (color, metric) in enumerate(zip(_palette(len(metrics)), metrics, strict=True)):
         values = df[metric].to_numpy(dtype=float)
-        bars = ax.bar(x + (k - (len(metrics) - 1) / 2) * width, np.nan_to_num(values), width,
-                      color=color, label=_SERIES_LABELS[metric])
+        bars = ax.bar(
+            x + (k - (len(metrics) - 1) / 2) * width,
+            np.nan_to_num(values),
+            width,
+            color=color,
+            label=_SERIES_LABELS[metric],
+        )
         ax.bar_label(bars, ["" if np.isnan(v) else f"{v:.3f}" for v in values], padding=2, fontsize=9.5)
     ax.set_xticks(x, names)
     top = np.nanmax(df[metrics].to_numpy(dtype=float)) if df[metrics].notna().any().any() else 1.0
@@ -218,8 +235,7 @@ def plot_per_class_f1(
     fig, ax = plt.subplots(figsize=(10, 9), layout="constrained")
     ax.barh(y, np.nan_to_num(values), 0.75, color=sns.color_palette(_PALETTE)[0])
     for yi, v in zip(y, values, strict=True):
-        ax.text((0 if np.isnan(v) else v) + 0.01, yi, "n/a" if np.isnan(v) else f"{v:.2f}",
-                va="center", fontsize=9)
+        ax.text((0 if np.isnan(v) else v) + 0.01, yi, "n/a" if np.isnan(v) else f"{v:.2f}", va="center", fontsize=9)
     mean = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     if np.isfinite(mean):
         name = "mean of scored classes" if np.isnan(values).any() else "macro F1"

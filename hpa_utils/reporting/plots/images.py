@@ -100,8 +100,9 @@ def plot_montage(
         ncols = min(n, 4) if ncols is None else max(1, min(int(ncols), n))
         nrows = int(np.ceil(n / ncols))
         side = min(3.0, 12.0 / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, (side + 0.6) * nrows),
-                                 layout="constrained", squeeze=False)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(side * ncols, (side + 0.6) * nrows), layout="constrained", squeeze=False
+        )
         width = max(18, int(side * 12))
         for k, ax in enumerate(axes.flat):
             ax.set_axis_off()
@@ -133,8 +134,9 @@ def _channel_frame(stats) -> pd.DataFrame:
         _require_columns(stats, ["channel", "mean"], "stats")
         return stats
     if isinstance(stats, Mapping):
-        frames = [pd.DataFrame({"channel": str(k), "mean": np.asarray(v, dtype=float).ravel()})
-                  for k, v in stats.items()]
+        frames = [
+            pd.DataFrame({"channel": str(k), "mean": np.asarray(v, dtype=float).ravel()}) for k, v in stats.items()
+        ]
         return pd.concat(frames, ignore_index=True)
     array = np.asarray(stats, dtype=float)
     if array.ndim != 2 or array.shape[1] != len(CHANNELS):
@@ -169,12 +171,24 @@ def plot_channel_stats(stats, title: str = "Per-image intensity by channel") -> 
     colors = {c: (_CHANNEL_INFO[c][1] if c in _CHANNEL_INFO else next(extra)) for c in order}
     ticks = [_CHANNEL_INFO[c][0].replace(" (", "\n(") if c in _CHANNEL_INFO else c for c in order]
     columns = [c for c in ("mean", "std") if c in frame.columns]
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns) + 1, 5.5),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(columns), figsize=(5.5 * len(columns) + 1, 5.5), layout="constrained", squeeze=False
+    )
     names = {"mean": "per-image mean", "std": "per-image standard deviation"}
     for column, ax in zip(columns, axes[0], strict=True):
-        sns.violinplot(data=frame, x="channel", y=column, hue="channel", order=order, hue_order=order,
-                       palette=colors, legend=False, cut=0, inner="box", ax=ax)
+        sns.violinplot(
+            data=frame,
+            x="channel",
+            y=column,
+            hue="channel",
+            order=order,
+            hue_order=order,
+            palette=colors,
+            legend=False,
+            cut=0,
+            inner="box",
+            ax=ax,
+        )
         ax.set_xticks(range(len(order)), ticks)
         ax.set_xlabel("channel")
         ax.set_ylabel("pixel intensity (0-255)")

@@ -87,9 +87,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, source: st
     metadata = {"Software": "hpa_utils", **({"Source": source} if source else {})}
     return write_atomic(
         path,
-        lambda tmp: fig.savefig(
-            tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white", metadata=metadata
-        ),
+        lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white", metadata=metadata),
     )
 
 

@@ -23,7 +23,6 @@ from hpa_utils.training.stages import STAGE_LABELS, stage_rank
 _HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "f1", "val_f1")
 
 
-
 def _stage_order(stages) -> list[str]:
     """The distinct stages in report order (known stages first, then others as they come)."""
     present = dict.fromkeys(str(s) for s in stages)
@@ -70,8 +69,15 @@ def plot_training_curves(histories, title: str = "Training curves") -> Figure:
             ax.plot(history["epoch"], history[column], color=color, marker=marker, markersize=4)
         if "val_macro_f1" in history.columns and history["val_macro_f1"].notna().any():
             exact = True
-            axes[1, 1].plot(history["epoch"], history["val_macro_f1"], color=color, linestyle="--",
-                            marker=marker, markersize=4, markerfacecolor="white")
+            axes[1, 1].plot(
+                history["epoch"],
+                history["val_macro_f1"],
+                color=color,
+                linestyle="--",
+                marker=marker,
+                markersize=4,
+                markerfacecolor="white",
+            )
         handles.append(Line2D([], [], color=color, marker=marker, label=str(name)))
     first = min(h["epoch"].min() for h in histories.values())
     last = max(h["epoch"].max() for h in histories.values())
@@ -90,10 +96,14 @@ def plot_training_curves(histories, title: str = "Training curves") -> Figure:
         ax.set_xlabel("epoch")
         ax.tick_params(axis="x", labelbottom=True)
     if exact:
-        axes[1, 1].legend(handles=[
-            Line2D([], [], color="grey", label="Keras F1Score (whole epoch)"),
-            Line2D([], [], color="grey", linestyle="--", label="exact macro F1"),
-        ], loc="best", framealpha=0.9)
+        axes[1, 1].legend(
+            handles=[
+                Line2D([], [], color="grey", label="Keras F1Score (whole epoch)"),
+                Line2D([], [], color="grey", linestyle="--", label="exact macro F1"),
+            ],
+            loc="best",
+            framealpha=0.9,
+        )
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), title="model")
     fig.suptitle(title)
     return fig
@@ -120,17 +130,22 @@ def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per
     stages = _stage_order(table["stage"]) if has_stage else []
     colors = dict(zip(stages, _palette(max(len(stages), 1)), strict=False))
     if has_stage and "variant" in table.columns:
-        scores = table.pivot_table(index="variant", columns=table["stage"].astype(str), values="val_macro_f1",
-                                   aggfunc="mean").reindex(columns=stages)
+        scores = table.pivot_table(
+            index="variant", columns=table["stage"].astype(str), values="val_macro_f1", aggfunc="mean"
+        ).reindex(columns=stages)
         fig, ax = plt.subplots(figsize=(max(8, min(12, 1.2 * len(scores) + 3)), 5.5), layout="constrained")
         x = np.arange(len(scores))
         width = 0.8 / len(stages)
         for k, stage in enumerate(stages):
             values = scores[stage].to_numpy()
-            bars = ax.bar(x + (k - (len(stages) - 1) / 2) * width, np.nan_to_num(values), width,
-                          color=colors[stage], label=STAGE_LABELS.get(stage, stage))
-            ax.bar_label(bars, ["" if np.isnan(v) else f"{v:.3f}" for v in values],
-                         rotation=90, padding=2, fontsize=9)
+            bars = ax.bar(
+                x + (k - (len(stages) - 1) / 2) * width,
+                np.nan_to_num(values),
+                width,
+                color=colors[stage],
+                label=STAGE_LABELS.get(stage, stage),
+            )
+            ax.bar_label(bars, ["" if np.isnan(v) else f"{v:.3f}" for v in values], rotation=90, padding=2, fontsize=9)
         ax.set_xticks(x, [str(b) for b in scores.index])
         ax.set_xlabel("base model")
         ax.grid(axis="x", visible=False)
@@ -139,18 +154,25 @@ def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per
         names = [str(m) for m in table["model"]]
         values = table["val_macro_f1"].to_numpy(dtype=float)
         fig, ax = plt.subplots(figsize=(max(8, min(12, 0.45 * len(names) + 3)), 5.5), layout="constrained")
-        bar_colors = ([colors[str(s)] for s in table["stage"]] if has_stage
-                      else [sns.color_palette(_PALETTE)[0]] * len(names))
+        bar_colors = (
+            [colors[str(s)] for s in table["stage"]] if has_stage else [sns.color_palette(_PALETTE)[0]] * len(names)
+        )
         bars = ax.bar(np.arange(len(names)), np.nan_to_num(values), 0.7, color=bar_colors)
-        ax.bar_label(bars, ["" if np.isnan(v) else f"{v:.3f}" for v in values],
-                     rotation=90, padding=2, fontsize=9)
-        ax.set_xticks(np.arange(len(names)), names, rotation=45 if max(map(len, names)) > 3 else 0,
-                      ha="right" if max(map(len, names)) > 3 else "center")
+        ax.bar_label(bars, ["" if np.isnan(v) else f"{v:.3f}" for v in values], rotation=90, padding=2, fontsize=9)
+        ax.set_xticks(
+            np.arange(len(names)),
+            names,
+            rotation=45 if max(map(len, names)) > 3 else 0,
+            ha="right" if max(map(len, names)) > 3 else "center",
+        )
         ax.set_xlabel("model")
         ax.grid(axis="x", visible=False)
         if has_stage:
-            ax.legend(handles=[Patch(color=colors[s], label=STAGE_LABELS.get(s, s)) for s in stages],
-                      title="stage", loc="upper left")
+            ax.legend(
+                handles=[Patch(color=colors[s], label=STAGE_LABELS.get(s, s)) for s in stages],
+                title="stage",
+                loc="upper left",
+            )
         top = np.nanmax(values)
     if has_stage and "variant" in table.columns:
         ax.legend(title="stage", ncol=min(len(stages), 4), loc="upper left")
@@ -161,9 +183,7 @@ def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per
 
 
 @_styled
-def plot_stage_heatmap(
-    table: pd.DataFrame, title: str = "Validation macro F1: base variant x stage"
-) -> Figure:
+def plot_stage_heatmap(table: pd.DataFrame, title: str = "Validation macro F1: base variant x stage") -> Figure:
     """Annotated heatmap of validation macro F1, base variants (rows) by stage (columns).
 
     Args:
@@ -179,13 +199,24 @@ def plot_stage_heatmap(
     if table.empty:
         raise ValueError("table has no rows")
     stages = _stage_order(table["stage"])
-    grid = table.assign(stage=table["stage"].astype(str)).pivot_table(
-        index="variant", columns="stage", values="val_macro_f1", aggfunc="mean").reindex(columns=stages)
+    grid = (
+        table.assign(stage=table["stage"].astype(str))
+        .pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="mean")
+        .reindex(columns=stages)
+    )
     grid.columns = [STAGE_LABELS.get(s, s).replace(": ", "\n") for s in stages]
-    fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(stages) + 3), 0.55 * len(grid) + 2.5),
-                           layout="constrained")
-    sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis", ax=ax, linewidths=1, linecolor="white",
-                annot_kws={"fontsize": 10}, cbar_kws={"label": "validation macro F1"})
+    fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(stages) + 3), 0.55 * len(grid) + 2.5), layout="constrained")
+    sns.heatmap(
+        grid,
+        annot=True,
+        fmt=".3f",
+        cmap="viridis",
+        ax=ax,
+        linewidths=1,
+        linecolor="white",
+        annot_kws={"fontsize": 10},
+        cbar_kws={"label": "validation macro F1"},
+    )
     ax.tick_params(axis="y", labelrotation=0)
     ax.tick_params(axis="x", labelrotation=0)
     ax.set_xlabel("fine-tuning stage")
