@@ -60,3 +60,18 @@ def test_the_written_configuration_reads_back_equal(tmp_path):
     assert not config.synthetic and config.data_dir == (tmp_path / "data").resolve()
     path = config.save()
     assert load_config(path) == config
+
+
+def test_workers_auto_means_every_core_and_processes_must_be_auto_or_positive():
+    import os
+
+    from hpa_utils.run.config import resolve_config
+
+    full = resolve_config("full")
+    assert full.data.workers == "auto" and full.workers == (os.cpu_count() or 1)
+    assert resolve_config("quick", overrides=["data.workers=3"]).workers == 3
+    assert resolve_config("quick").train.processes == "auto"
+    with pytest.raises(ValueError, match="train.processes"):
+        resolve_config("quick", overrides=["train.processes=0"])
+    with pytest.raises(ValueError, match="train.processes"):
+        resolve_config("quick", overrides=["train.processes=many"])

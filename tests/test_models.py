@@ -65,8 +65,7 @@ def test_baseline_parameter_counts_match_report(baseline):
 def test_baseline_layers_match_report_table_row_by_row(baseline):
     assert type(baseline.layers[0]).__name__ == "InputLayer"
     actual = [
-        (type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
-        for layer in baseline.layers[1:]
+        (type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params()) for layer in baseline.layers[1:]
     ]
     assert actual == EXPECTED_LAYERS
 

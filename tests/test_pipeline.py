@@ -174,8 +174,14 @@ def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_co
     smoke_out, _, _, data = smoke_run
     shutil.copytree(smoke_out, tmp_path / "bad")  # 01_eda is up to date there
     with pytest.raises(NotebookFailed, match="02_baseline.ipynb failed") as info:
-        run("smoke", data_dir=data, output_dir=tmp_path / "bad", overrides=["train.variants=[99]"],
-            log=lambda s: None, echo=False)
+        run(
+            "smoke",
+            data_dir=data,
+            output_dir=tmp_path / "bad",
+            overrides=["train.variants=[99]"],
+            log=lambda s: None,
+            echo=False,
+        )
     assert "Unknown model variant 99" in str(info.value)
     assert _errors(tmp_path / "bad" / "notebooks" / "02_baseline.ipynb")
     assert (tmp_path / "bad" / "results" / "class_counts.csv").is_file(), "01's results stay intact"
@@ -184,8 +190,14 @@ def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_co
 
 def test_smoke_run_on_the_real_sample(real_sample, tmp_path, monkeypatch):
     monkeypatch.setenv("HPA_CACHE_DIR", str(tmp_path / "cache"))
-    run("smoke", data_dir=real_sample, output_dir=tmp_path / "out", overrides=["train.variants=[0]"],
-        log=lambda s: None, echo=False)
+    run(
+        "smoke",
+        data_dir=real_sample,
+        output_dir=tmp_path / "out",
+        overrides=["train.variants=[0]"],
+        log=lambda s: None,
+        echo=False,
+    )
     for name in NOTEBOOK_NAMES:
         assert _errors(tmp_path / "out" / "notebooks" / f"{name}.ipynb") == []
     dataset = json.loads((tmp_path / "out" / "results" / "dataset.json").read_text())
@@ -202,9 +214,10 @@ def test_the_kernel_the_notebooks_name_is_this_environments_python():
     from jupyter_client.kernelspec import KernelSpecManager
 
     spec = KernelSpecManager().get_kernel_spec("python3")
-    assert spec.argv[0] in ("python", "python3", sys.executable) or Path(spec.argv[0]).resolve() == Path(
-        sys.executable
-    ).resolve()
+    assert (
+        spec.argv[0] in ("python", "python3", sys.executable)
+        or Path(spec.argv[0]).resolve() == Path(sys.executable).resolve()
+    )
 
 
 def test_the_plain_papermill_command_runs_a_notebook_as_a_user_types_it(tmp_path):
@@ -212,9 +225,23 @@ def test_the_plain_papermill_command_runs_a_notebook_as_a_user_types_it(tmp_path
     papermill = Path(sys.executable).with_name("papermill")
     env = {**os.environ, "HPA_CACHE_DIR": str(tmp_path / "cache")}
     done = subprocess.run(
-        [str(papermill), str(NOTEBOOKS_DIR / "01_eda.ipynb"), str(tmp_path / "out.ipynb"),
-         "-p", "preset", "smoke", "-p", "output_dir", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, check=False, timeout=600,
+        [
+            str(papermill),
+            str(NOTEBOOKS_DIR / "01_eda.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            "-p",
+            "preset",
+            "smoke",
+            "-p",
+            "output_dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert _errors(tmp_path / "out.ipynb") == []
@@ -230,10 +257,24 @@ def test_ctrl_c_stops_a_run_within_seconds_and_leaves_no_kernel_and_nothing_half
     shutil.copytree(smoke_out, out)  # 01_eda is up to date there: the run starts with 02_baseline
     smoke_data = data.parent
     env = {**os.environ, "HPA_CACHE_DIR": str(smoke_data / "cache"), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "hpa_utils", "run", "--preset", "smoke", "--data-dir", str(smoke_data / "data"),
-               "--output-dir", str(out), "--no-report", "-p", "train.base.epochs=30"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "hpa_utils",
+        "run",
+        "--preset",
+        "smoke",
+        "--data-dir",
+        str(smoke_data / "data"),
+        "--output-dir",
+        str(out),
+        "--no-report",
+        "-p",
+        "train.base.epochs=30",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     kernels: list[psutil.Process] = []
     deadline = time.monotonic() + 300
     for line in process.stdout:  # wait until the base models are training
@@ -299,9 +340,21 @@ def test_run_on_an_invalid_dataset_stops_before_any_notebook_with_the_file_named
     data = write_tiny_dataset(tmp_path / "data", n=6, size=96)
     (data / "train" / "id003_green.png").unlink()
     result = subprocess.run(
-        [sys.executable, "-m", "hpa_utils", "run", "--preset", "smoke", "--data-dir", str(data),
-         "--output-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "hpa_utils",
+            "run",
+            "--preset",
+            "smoke",
+            "--data-dir",
+            str(data),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "id003_green.png: channel file is missing" in result.stderr and "Traceback" not in result.stderr

@@ -72,13 +72,15 @@ def _multihot(rng, n=60) -> np.ndarray:
 
 def _history(rng, epochs: int, exact: bool = False) -> pd.DataFrame:
     e = np.arange(1, epochs + 1)
-    df = pd.DataFrame({
-        "epoch": e,
-        "loss": 0.3 / e + rng.random(epochs) * 0.01,
-        "val_loss": 0.32 / e + rng.random(epochs) * 0.01,
-        "f1": 0.4 - 0.3 / e,
-        "val_f1": 0.35 - 0.3 / e,
-    })
+    df = pd.DataFrame(
+        {
+            "epoch": e,
+            "loss": 0.3 / e + rng.random(epochs) * 0.01,
+            "val_loss": 0.32 / e + rng.random(epochs) * 0.01,
+            "f1": 0.4 - 0.3 / e,
+            "val_f1": 0.35 - 0.3 / e,
+        }
+    )
     if exact:
         df["val_macro_f1"] = df["val_f1"] - 0.02
     return df
@@ -212,11 +214,13 @@ def test_montage_rejects_mismatched_titles(rng):
 
 def test_channel_stats_from_long_frame_and_array(rng):
     n = 20
-    frame = pd.DataFrame({
-        "channel": np.repeat(["red", "green", "blue", "yellow"], n),
-        "mean": rng.random(4 * n) * 80,
-        "std": rng.random(4 * n) * 40,
-    })
+    frame = pd.DataFrame(
+        {
+            "channel": np.repeat(["red", "green", "blue", "yellow"], n),
+            "mean": rng.random(4 * n) * 80,
+            "std": rng.random(4 * n) * 40,
+        }
+    )
     fig = plots.plot_channel_stats(frame)
     _assert_labelled(fig, 2)
     assert fig.axes[0].get_ylabel() == "pixel intensity (0-255)"
@@ -265,8 +269,11 @@ def test_training_curves_rejects_missing_column(rng):
 
 
 def _scores_table(rng) -> pd.DataFrame:
-    rows = [{"model": f"m{b}{s}", "variant": b, "stage": s, "val_macro_f1": 0.3 + 0.04 * k + rng.random() * 0.02}
-            for b in range(4) for k, s in enumerate(STAGE_ORDER)]
+    rows = [
+        {"model": f"m{b}{s}", "variant": b, "stage": s, "val_macro_f1": 0.3 + 0.04 * k + rng.random() * 0.02}
+        for b in range(4)
+        for k, s in enumerate(STAGE_ORDER)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -295,8 +302,14 @@ def test_stage_heatmap_is_annotated(rng):
 
 def test_shift_sweep_draws_each_score_and_marked_shifts():
     shifts = np.round(np.arange(0.0, 0.41, 0.02), 2)
-    df = pd.DataFrame({"shift": shifts, "val_f1": 0.45 + shifts / 10, "public_f1": 0.44 - shifts / 20,
-                       "private_f1": 0.42 + 0 * shifts})
+    df = pd.DataFrame(
+        {
+            "shift": shifts,
+            "val_f1": 0.45 + shifts / 10,
+            "public_f1": 0.44 - shifts / 20,
+            "private_f1": 0.42 + 0 * shifts,
+        }
+    )
     fig = plots.plot_shift_sweep(df)
     _assert_labelled(fig, 1)
     ax = fig.axes[0]
@@ -307,13 +320,15 @@ def test_shift_sweep_draws_each_score_and_marked_shifts():
 
 
 def test_ensemble_comparison_highlights_ensembles():
-    df = pd.DataFrame({
-        "name": ["model 0", "model 1", "weighted (shift 0.34)", "all 32, equal"],
-        "val_f1": [0.44, 0.45, 0.49, 0.48],
-        "public_f1": [np.nan, np.nan, 0.448, 0.428],
-        "private_f1": [np.nan, np.nan, 0.423, 0.428],
-        "kind": ["single", "single", "ensemble", "ensemble"],
-    })
+    df = pd.DataFrame(
+        {
+            "name": ["model 0", "model 1", "weighted (shift 0.34)", "all 32, equal"],
+            "val_f1": [0.44, 0.45, 0.49, 0.48],
+            "public_f1": [np.nan, np.nan, 0.448, 0.428],
+            "private_f1": [np.nan, np.nan, 0.423, 0.428],
+            "kind": ["single", "single", "ensemble", "ensemble"],
+        }
+    )
     fig = plots.plot_ensemble_comparison(df)
     _assert_labelled(fig, 1)
     bold = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_fontweight() == "bold"]
@@ -321,8 +336,13 @@ def test_ensemble_comparison_highlights_ensembles():
 
 
 def test_threshold_study_grouped_bars():
-    df = pd.DataFrame({"method": ["global 0.5", "best global", "per-class"],
-                       "fit_f1": [0.40, 0.46, 0.55], "holdout_f1": [0.39, 0.45, 0.41]})
+    df = pd.DataFrame(
+        {
+            "method": ["global 0.5", "best global", "per-class"],
+            "fit_f1": [0.40, 0.46, 0.55],
+            "holdout_f1": [0.39, 0.45, 0.41],
+        }
+    )
     fig = plots.plot_threshold_study(df)
     _assert_labelled(fig, 1)
     assert len(fig.axes[0].patches) == 6

@@ -44,10 +44,19 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
     results, figures = out_dir / "results", out_dir / "figures"
     results.mkdir(parents=True)
     figures.mkdir()
-    config = resolve_config("quick", {
-        "data.image_size": 96, "train.base.epochs": 3, "train.base.learning_rate": 0.001,
-        "train.stages.epochs": {"A": 2, "B": 1, "C": 1}, "seed": 7, "train.variants": [0, 1, 2],
-    }, data_dir="/data/synthetic", output_dir=out_dir)
+    config = resolve_config(
+        "quick",
+        {
+            "data.image_size": 96,
+            "train.base.epochs": 3,
+            "train.base.learning_rate": 0.001,
+            "train.stages.epochs": {"A": 2, "B": 1, "C": 1},
+            "seed": 7,
+            "train.variants": [0, 1, 2],
+        },
+        data_dir="/data/synthetic",
+        output_dir=out_dir,
+    )
     config.save()
     run = {
         "preset": "quick",
@@ -86,9 +95,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
             "params": [16, 1184, 7196],
         }
     ).to_csv(results / "model_table.csv", index=False)
-    (results / "model_table.json").write_text(
-        json.dumps({"total": 597388, "trainable": 595268, "non_trainable": 2120})
-    )
+    (results / "model_table.json").write_text(json.dumps({"total": 597388, "trainable": 595268, "non_trainable": 2120}))
     pd.DataFrame(
         {
             "variant": [0, 1, 2],
@@ -138,9 +145,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         )
     )
     shifts = np.round(np.arange(0.0, 0.42, 0.02), 2)
-    sweep = pd.DataFrame(
-        {"shift": shifts, "n_models": 3, "val_f1": 0.30 + 0.1 * shifts - 0.123456 * (shifts > 0.38)}
-    )
+    sweep = pd.DataFrame({"shift": shifts, "n_models": 3, "val_f1": 0.30 + 0.1 * shifts - 0.123456 * (shifts > 0.38)})
     if scores:
         sweep["public_f1"], sweep["private_f1"] = sweep["val_f1"] - 0.02, sweep["val_f1"] - 0.03
     sweep.to_csv(results / "shift_sweep.csv", index=False)
@@ -353,9 +358,7 @@ def test_the_report_is_written_atomically(fake_run, monkeypatch):
 
 def test_render_report_to_a_chosen_path(fake_run, tmp_path):
     target = tmp_path / "elsewhere" / "r.html"
-    assert render_report(fake_run, target) == target and target.read_text().startswith(
-        "<!DOCTYPE html>"
-    )
+    assert render_report(fake_run, target) == target and target.read_text().startswith("<!DOCTYPE html>")
 
 
 def test_find_chromium_honours_the_environment(tmp_path, monkeypatch):

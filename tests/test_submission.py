@@ -35,9 +35,7 @@ def _write(path, text: str):
 @pytest.fixture
 def sample_csv(tmp_path):
     ids = _ids(6)
-    return _write(
-        tmp_path / "sample_submission.csv", "Id,Predicted\n" + "".join(f"{i},0\n" for i in ids)
-    ), ids
+    return _write(tmp_path / "sample_submission.csv", "Id,Predicted\n" + "".join(f"{i},0\n" for i in ids)), ids
 
 
 def test_predictions_to_targets_lists_labels_ascending_and_leaves_empty_rows_empty():
@@ -72,9 +70,7 @@ def test_make_submission_writes_the_sample_id_order_when_predictions_are_shuffle
 
 def test_make_submission_raises_when_a_sample_id_has_no_prediction(sample_csv, tmp_path):
     sample_path, ids = sample_csv
-    with pytest.raises(
-        DataError, match=r"sample_submission\.csv: 1 Id\(s\) of the sample submission have no"
-    ):
+    with pytest.raises(DataError, match=r"sample_submission\.csv: 1 Id\(s\) of the sample submission have no"):
         make_submission(sample_path, ids[:-1], np.zeros((5, NUM_CLASSES)), 0.5, tmp_path / "s.csv")
 
 
@@ -113,9 +109,7 @@ def test_score_submission_equals_macro_f1_on_public_private_and_all(tmp_path):
     y_pred = np.where(rng.random(y_true.shape) < 0.8, y_true, 1 - y_true).astype(np.uint8)
     usage = np.array(["Public"] * 12 + ["Private"] * 28)
     targets = predictions_to_targets(y_true)
-    solution = "Id,Target,Usage\n" + "".join(
-        f"{i},{t},{u}\n" for i, t, u in zip(ids, targets, usage, strict=True)
-    )
+    solution = "Id,Target,Usage\n" + "".join(f"{i},{t},{u}\n" for i, t, u in zip(ids, targets, usage, strict=True))
     _write(tmp_path / "solution.csv", solution)
     order = rng.permutation(40)  # the submission's row order does not matter for scoring
     write_submission(tmp_path / "sub.csv", [ids[i] for i in order], y_pred[order])
@@ -179,9 +173,7 @@ def test_non_integer_label_raises(tmp_path):
 
 def test_empty_file_raises(tmp_path):
     path = _write(tmp_path / "sub.csv", "")
-    with pytest.raises(
-        DataError, match=r"sub\.csv: the file is empty; expected the header line Id,Predicted"
-    ):
+    with pytest.raises(DataError, match=r"sub\.csv: the file is empty; expected the header line Id,Predicted"):
         read_submission(path)
 
 

@@ -44,7 +44,13 @@ def datasets(tmp_path_factory) -> dict[str, Path]:
 def test_kaggle_layout_and_csvs(datasets):
     root = datasets["a"]
     assert sorted(p.name for p in root.iterdir()) == [
-        "sample_submission.csv", "solution.csv", "synth.json", "test", "train", "train.csv"]
+        "sample_submission.csv",
+        "solution.csv",
+        "synth.json",
+        "test",
+        "train",
+        "train.csv",
+    ]
     assert not list(root.parent.glob("*.tmp-*"))
 
     header, train = _rows(root / "train.csv")
@@ -186,8 +192,9 @@ def test_prints_nothing_by_default(tmp_path, capfd):
 
 
 def test_mean_green_alone_is_a_weak_predictor():
-    means = {c: np.array([synth.render_image([c], 64, seed=1000 * c + i)[..., 1].mean() for i in range(50)])
-             for c in (0, 25)}
+    means = {
+        c: np.array([synth.render_image([c], 64, seed=1000 * c + i)[..., 1].mean() for i in range(50)]) for c in (0, 25)
+    }
     a, b = means[0], means[25]
     pooled = np.sqrt((a.var() + b.var()) / 2)
     assert abs(a.mean() - b.mean()) < 0.5 * pooled

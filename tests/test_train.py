@@ -134,3 +134,37 @@ def test_prior_bias_starts_at_the_class_priors(data, tmp_path):
     bias = np.asarray(model.get_layer("dnn_logits").bias)
     prior = data.y[data.train_indices].mean(axis=0).clip(1e-4, 1 - 1e-4)
     np.testing.assert_allclose(1 / (1 + np.exp(-bias)), prior, atol=1e-3)
+
+
+def test_training_stores_its_validation_predictions_for_the_ensemble(data, tmp_path):
+    """The last epoch's validation pass is stored where predict_models finds it, and equals a fresh prediction."""
+    from hpa_utils.training.predictions import predict_models
+
+    models, predictions = tmp_path / "models", tmp_path / "predictions"
+    train_base(0, data, TrainSettings(epochs=1, batch_size=16), models, predictions, log=lambda line: None)
+    stored = np.load(predictions / "v0_val.npy")
+    lines = []
+    again = predict_models(
+        {"v0": models / "v0.keras"}, {"val": (data.images, data.val_indices)}, predictions, log=lines.append
+    )
+    assert lines == []  # reused, not predicted again
+    np.testing.assert_array_equal(again["val"]["v0"], stored)
+    fresh = predict_models({"v0": models / "v0.keras"}, {"val": (data.images, data.val_indices)}, tmp_path / "p2")
+    np.testing.assert_allclose(fresh["val"]["v0"], stored, atol=1e-5)
+
+
+def test_training_data_pickles_as_its_source_not_its_images(tmp_path):
+    """A worker process re-opens the memory-mapped cache instead of receiving a copy of every image."""
+    import pickle
+
+    from hpa_utils.data.synth import generate_dataset
+    from hpa_utils.training.batches import load_training_data
+
+    root = tmp_path / "data"
+    generate_dataset(root, n_train=24, n_test=0, size=96, seed=2)
+    data = load_training_data(root, tmp_path / "cache", 80, tmp_path / "split.json", 0.25, seed=0)
+    blob = pickle.dumps(data)
+    assert len(blob) < 10_000 < data.images.nbytes
+    copy = pickle.loads(blob)
+    np.testing.assert_array_equal(copy.images, data.images)
+    np.testing.assert_array_equal(copy.val_indices, data.val_indices)

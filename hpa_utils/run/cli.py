@@ -64,7 +64,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from hpa_utils.training.bench import format_table, run_benchmark
 
-    log = (lambda line: None) if args.json else print
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     result = run_benchmark(
         data_dir=args.data_dir,
         work_dir=args.work_dir,

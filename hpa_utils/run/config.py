@@ -106,7 +106,7 @@ class DataConfig:
     dir: str | None
     image_size: int
     val_fraction: float
-    workers: int
+    workers: int | Literal["auto"]
     cache_dir: str | None = None
 
 
@@ -192,6 +192,11 @@ class RunConfig:
     @property
     def cache_dir(self) -> Path:
         return Path(self.data.cache_dir)
+
+    @property
+    def workers(self) -> int:
+        """Input-pipeline and decoding threads: ``data.workers``, or every core for ``auto``."""
+        return (os.cpu_count() or 1) if self.data.workers == "auto" else int(self.data.workers)
 
     @property
     def label(self) -> str:
@@ -326,7 +331,7 @@ def _check_values(config: RunConfig) -> None:
         )
     positive = {
         "data.image_size": config.data.image_size,
-        "data.workers": config.data.workers,
+        "data.workers": config.workers,
         "train.batch_size": config.train.batch_size,
         "train.base.epochs": config.train.base.epochs,
         "ensemble.top_k": config.ensemble.top_k,

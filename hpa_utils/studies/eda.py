@@ -167,7 +167,7 @@ def explore(config: RunConfig) -> EdaResult:
     save_table(balance, paths.results / "split_balance.csv")
     rows = montage_rows(y, n=MONTAGE_IMAGES, seed=config.seed)
     montage = load_samples(data.train_dir, [data.train_ids[r] for r in rows], size=MONTAGE_SIZE)
-    images = open_cache(data, "train", config.data.image_size, config.cache_dir, workers=config.data.workers)
+    images = open_cache(data, "train", config.data.image_size, config.cache_dir, workers=config.workers)
     stats = channel_stats(images, sample_rows(len(y), CHANNEL_STATS_SAMPLE, config.seed))
     return EdaResult(
         description=description,

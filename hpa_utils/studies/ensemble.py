@@ -104,7 +104,7 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     table = table[table["variant"].isin(config.train.variants)]
     splits = {"val": (data.images, data.val_indices)}
     if source.test_ids:
-        test_images = open_cache(source, "test", config.data.image_size, config.cache_dir, workers=config.data.workers)
+        test_images = open_cache(source, "test", config.data.image_size, config.cache_dir, workers=config.workers)
         splits["test"] = (test_images, np.arange(len(test_images)))
     probs = predict_models(dict(zip(table["model"], table["path"])), splits, paths.predictions, log=log)
     labelled = source.solution.is_file() and bool(source.test_ids)

@@ -36,7 +36,7 @@ def training_data(config: RunConfig) -> TrainingData:
         config.paths.split_file(config.seed, config.data.val_fraction),
         config.data.val_fraction,
         config.seed,
-        config.data.workers,
+        config.workers,
     )
 
 
@@ -99,7 +99,7 @@ def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> 
         prior_bias=config.train.base.prior_bias,
         seed=config.seed,
     )
-    _train(config, base_jobs(config.train.variants, data, settings, paths.models), log)
+    _train(config, base_jobs(config.train.variants, data, settings, paths.models, paths.predictions), log)
     table = _run_models(models_table(paths.models), config)
     bases = table[table["stage"] == STAGE_ORDER[0]].reset_index(drop=True)
     save_table(bases, paths.results / "base_models.csv")
@@ -147,7 +147,7 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
         )
         for stage in STAGES
     }
-    _train(config, stage_jobs(config.train.variants, data, stage_settings, paths.models), log)
+    _train(config, stage_jobs(config.train.variants, data, stage_settings, paths.models, paths.predictions), log)
     table = _run_models(models_table(paths.models), config)
     save_table(table, paths.results / "models.csv")
     variants = list(config.train.variants)

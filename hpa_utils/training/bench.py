@@ -118,8 +118,8 @@ def side_by_side_rate(data_dir, cache_dir, image_size, n, variant, batch_size, p
     """(e): ``processes`` models trained at once, one per worker process; their images/s summed."""
     from hpa_utils.training.executor import Job, plan_processes, run_jobs
 
-    processes, threads = plan_processes(processes, processes)
-    args = (str(data_dir), str(cache_dir), image_size, n, variant, batch_size, epochs, seed, 1)
+    processes, threads = plan_processes(processes, os.cpu_count() or 1)
+    args = (str(data_dir), str(cache_dir), image_size, n, variant, batch_size, epochs, seed, 2)  # 2 threads, as a run
     jobs = [Job(f"bench-{i}", _side_by_side_job, args) for i in range(processes)]
     if processes == 1:
         rates = [_side_by_side_job(*args)["images_per_s"]]

@@ -112,14 +112,23 @@ def _run_here(jobs, log, on_epoch) -> pd.DataFrame:
 # -- worker processes -------------------------------------------------------------------------------
 
 _worker_queue = None
+_worker_busy = False
 
 
 def _init_worker(messages, threads: int) -> None:
     global _worker_queue
     _worker_queue = messages
+    signal.signal(signal.SIGINT, _worker_interrupted)
     from hpa_utils.run import runtime
 
     runtime.configure(headless=True, threads=threads or None)
+
+
+def _worker_interrupted(signum, frame) -> None:
+    """Ctrl-C in a worker: stop the job (its ``finally`` blocks remove temp files), or leave quietly if idle."""
+    if _worker_busy:
+        raise KeyboardInterrupt
+    os._exit(130)
 
 
 def _worker_log(line: str) -> None:
@@ -131,9 +140,12 @@ def _worker_epoch(record: dict) -> None:
 
 
 def _run_in_worker(job: Job) -> dict:
+    global _worker_busy
+    _worker_busy = True
     try:
         return job.run(*job.args, log=_worker_log, on_epoch=_worker_epoch)
     finally:
+        _worker_busy = False
         _worker_queue.put(("done", job.name))  # after the job's last line, so the parent prints them in order
 
 

@@ -31,7 +31,7 @@ from hpa_utils.io import write_atomic, write_text_atomic
 from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import TrainingData
 from hpa_utils.training.models import set_trainable_part
-from hpa_utils.training.predictions import predict
+from hpa_utils.training.predictions import predict, store_prediction
 
 HISTORY_COLUMNS = ["epoch", "loss", "f1", "val_loss", "val_f1", "val_macro_f1", "seconds"]
 
@@ -135,6 +135,7 @@ def fit_model(
     log: Callable[[str], None] = print,
     on_epoch: Callable[[dict], None] | None = None,
     check_only: bool = False,
+    predictions_dir: str | Path | None = None,
 ) -> dict | None:
     """Train one model, resuming or skipping as its files say; returns its summary.
 
@@ -150,6 +151,8 @@ def fit_model(
             n_val, part), e.g. for the run's time estimate.
         check_only: return the summary of the model if it is already trained with these settings,
             else None, and train nothing.
+        predictions_dir: where to store the trained model's validation probabilities (from its last
+            epoch's validation pass) for :func:`~hpa_utils.training.predictions.predict_models`.
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +220,10 @@ def fit_model(
         "path": model_path.name,
     }
     save_model_atomic(model, model_path)
+    if predictions_dir is not None and callback.val_probabilities is not None:
+        store_prediction(
+            predictions_dir, name, "val", model_path, data.val_indices, data.image_size, callback.val_probabilities
+        )
     write_text_atomic(summary_path, json.dumps(summary, indent=1))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary

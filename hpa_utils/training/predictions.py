@@ -49,12 +49,7 @@ def predict_models(
         model = None
         for split, (images, indices) in splits.items():
             npy = predictions_dir / f"{name}_{split}.npy"
-            key = {
-                "model_mtime_ns": Path(model_path).stat().st_mtime_ns,
-                "rows": len(indices),
-                "rows_hash": _rows_hash(indices),
-                "image_size": int(images.shape[1]),
-            }
+            key = _key(model_path, indices, int(images.shape[1]))
             meta = npy.with_suffix(".json")
             if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
                 out[split][name] = np.load(npy)
@@ -62,11 +57,35 @@ def predict_models(
             if model is None:
                 model = keras.saving.load_model(model_path, compile=False)
                 log(f"predicting with {name}")
-            probabilities = predict(model, images, indices, batch_size)
-            write_atomic(npy, lambda tmp, p=probabilities: np.save(tmp, p))
-            write_json_atomic(meta, key)
-            out[split][name] = probabilities
+            out[split][name] = store_prediction(
+                predictions_dir,
+                name,
+                split,
+                model_path,
+                indices,
+                int(images.shape[1]),
+                predict(model, images, indices, batch_size),
+            )
     return out
+
+
+def store_prediction(predictions_dir, name, split, model_path, indices, image_size, probabilities) -> np.ndarray:
+    """Store one model's probabilities on one split where :func:`predict_models` finds them (e.g. the
+    validation probabilities computed at the end of training, so they are not computed again)."""
+    npy = Path(predictions_dir) / f"{name}_{split}.npy"
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(npy, lambda tmp: np.save(tmp, probabilities))
+    write_json_atomic(npy.with_suffix(".json"), _key(model_path, indices, image_size))
+    return probabilities
+
+
+def _key(model_path, indices, image_size: int) -> dict:
+    return {
+        "model_mtime_ns": Path(model_path).stat().st_mtime_ns,
+        "rows": len(indices),
+        "rows_hash": _rows_hash(indices),
+        "image_size": int(image_size),
+    }
 
 
 def _rows_hash(indices) -> str:

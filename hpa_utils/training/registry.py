@@ -41,7 +41,9 @@ def stage_name(variant: int, stage: str) -> str:
     return base_name(variant) if stage == BASE else f"v{int(variant)}-{stage}"
 
 
-def train_base(variant, data, settings, models_dir, log=print, on_epoch=None, check_only=False) -> dict | None:
+def train_base(
+    variant, data, settings, models_dir, predictions_dir=None, log=print, on_epoch=None, check_only=False
+) -> dict | None:
     """Train base model ``variant`` (index into :data:`~hpa_utils.training.models.VARIANTS`) from scratch."""
     index = _variant_index(variant)
     bias = prior_log_odds(data.y[data.train_indices]) if settings.prior_bias else None
@@ -57,10 +59,13 @@ def train_base(variant, data, settings, models_dir, log=print, on_epoch=None, ch
         log,
         on_epoch,
         check_only,
+        predictions_dir,
     )
 
 
-def finetune(variant, stage, data, settings, models_dir, log=print, on_epoch=None, check_only=False) -> dict | None:
+def finetune(
+    variant, stage, data, settings, models_dir, predictions_dir=None, log=print, on_epoch=None, check_only=False
+) -> dict | None:
     """Fine-tuning stage ``stage`` ("A", "B" or "C") of a base model, from its parent stage's model."""
     index = _variant_index(variant)
     step = get_stage(stage)
@@ -85,6 +90,7 @@ def finetune(variant, stage, data, settings, models_dir, log=print, on_epoch=Non
         log,
         on_epoch,
         check_only,
+        predictions_dir,
     )
 
 
@@ -92,19 +98,22 @@ def _variant_index(variant) -> int:
     return VARIANTS.index(get_variant(variant))
 
 
-def base_jobs(variants, data, settings, models_dir) -> list[Job]:
+def base_jobs(variants, data, settings, models_dir, predictions_dir=None) -> list[Job]:
     """One job per base variant (for :func:`~hpa_utils.training.executor.run_jobs`)."""
-    return [Job(base_name(_variant_index(v)), train_base, (v, data, settings, models_dir)) for v in variants]
+    return [
+        Job(base_name(_variant_index(v)), train_base, (v, data, settings, models_dir, predictions_dir))
+        for v in variants
+    ]
 
 
-def stage_jobs(variants, data, stage_settings: dict, models_dir) -> list[Job]:
+def stage_jobs(variants, data, stage_settings: dict, models_dir, predictions_dir=None) -> list[Job]:
     """Stages A, B, C of every base variant (``stage_settings``: stage -> TrainSettings), each after its
     parent; ordered stage by stage, so that workers side by side start on different variants."""
     return [
         Job(
             stage_name(_variant_index(v), stage.name),
             finetune,
-            (v, stage.name, data, stage_settings[stage.name], models_dir),
+            (v, stage.name, data, stage_settings[stage.name], models_dir, predictions_dir),
             after=stage_name(_variant_index(v), stage.parent),
         )
         for stage in STAGES
