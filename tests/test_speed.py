@@ -115,7 +115,7 @@ def test_the_device_is_reported_and_a_gpu_preset_on_a_cpu_is_warned(tiny_dataset
 
     device = detect_device()
     assert device.backend == keras.backend.backend()
-    assert ("GPU" in device.describe()) == bool(device.gpus)
+    assert ("GPU(s)" in device.describe()) == bool(device.gpus)
     cpu = Device("tensorflow", (), 2)
     assert "CPU (2 cores" in cpu.describe()
     full = resolve_config("full", data_dir=tiny_dataset)

@@ -161,7 +161,7 @@ def test_training_data_pickles_as_its_source_not_its_images(tmp_path):
     from hpa_utils.training.batches import load_training_data
 
     root = tmp_path / "data"
-    generate_dataset(root, n_train=24, n_test=0, size=96, seed=2)
+    generate_dataset(root, n_train=24, n_test=2, size=96, seed=2)
     data = load_training_data(root, tmp_path / "cache", 80, tmp_path / "split.json", 0.25, seed=0)
     blob = pickle.dumps(data)
     assert len(blob) < 10_000 < data.images.nbytes
