@@ -200,7 +200,10 @@ def work_plan(config: RunConfig, gpus: int = 0) -> WorkPlan:
             if not (paths.models / f"{name}.json").is_file():
                 jobs.append(PlannedJob(name, epochs, n_train, n_val, part))
     stored = {p.stem for p in paths.predictions.glob("*.npy")} if paths.predictions.is_dir() else set()
-    predict = sum(n_val * (f"{m}_val" not in stored) + n_test * (f"{m}_test" not in stored) for m in models)
+    to_train = {job.name for job in jobs}  # training stores these models' validation predictions itself
+    predict = sum(
+        n_val * (f"{m}_val" not in stored and m not in to_train) + n_test * (f"{m}_test" not in stored) for m in models
+    )
     processes, _ = plan_processes(config.train.processes, len(config.train.variants), gpus=gpus)
     return WorkPlan(jobs, predict, processes)
 

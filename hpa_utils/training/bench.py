@@ -95,9 +95,23 @@ def _epoch_rate(model: keras.Model, feeder, n_images: int, **fit_kwargs) -> floa
     return n_images / (time.perf_counter() - start)
 
 
-def _side_by_side_job(data_dir, cache_dir, image_size, n, variant, batch_size, epochs, seed, workers, **_):
-    """One worker's part of (e): train one model on the pipeline; images/s of its timed epochs."""
-    if _.get("check_only"):
+def _side_by_side_job(
+    data_dir,
+    cache_dir,
+    image_size,
+    n,
+    variant,
+    batch_size,
+    epochs,
+    seed,
+    workers,
+    log=print,
+    on_epoch=None,
+    check_only=False,
+):
+    """One worker's part of (e) (a :class:`~hpa_utils.training.executor.Job`): train one model on the
+    pipeline; images/s of its timed epochs. Nothing is stored, so ``check_only`` finds nothing."""
+    if check_only:
         return None
     dataset = open_dataset(data_dir)
     images = open_cache(dataset, "train", image_size, cache_dir, workers=1)
