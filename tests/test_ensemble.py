@@ -151,6 +151,7 @@ def test_threshold_study_per_class_fit_picks_the_obvious_threshold():
     y[4:, 1] = 1
     p = np.where(y == 1, 0.9, 0.1)
     p[:4, 0] = 0.25
+    p[:4, 2] = 0.3  # at 0.5 these images have no label: the scoring rule gives them class 2, wrongly
     table = threshold_study(y, p, y, p)
     per_class = table.attrs["per_class_thresholds"]
     assert per_class[0] == pytest.approx(0.25)

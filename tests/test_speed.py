@@ -125,3 +125,33 @@ def test_the_device_is_reported_and_a_gpu_preset_on_a_cpu_is_warned(tiny_dataset
     gpu = Device("jax", ("NVIDIA H200",), 16)
     assert cpu_warning(full, gpu, seconds_per_unit=0.05) is None
     assert "1 GPU(s) (NVIDIA H200)" in gpu.describe()
+
+
+def test_a_worker_interrupted_inside_a_garbage_collector_callback_still_stops_quietly():
+    """Ctrl-C that lands in a ``__del__`` or weakref callback is re-delivered, not printed as a traceback."""
+    script = """
+import signal, sys, time
+from hpa_utils.training import executor
+
+signal.signal(signal.SIGINT, executor._worker_interrupted)
+sys.unraisablehook = executor._worker_unraisable
+executor._worker_busy = True
+
+
+class Finalised:
+    def __del__(self):
+        raise KeyboardInterrupt  # what the SIGINT handler does when the signal arrives during a finaliser
+
+
+try:
+    Finalised()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("not stopped")
+except KeyboardInterrupt:
+    print("stopped")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "stopped", done.stdout + done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr

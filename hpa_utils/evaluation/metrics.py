@@ -51,11 +51,15 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(f1_per_class(y_true, y_pred)))
 
 
-def binarize(probabilities: np.ndarray, thresholds: float | np.ndarray = 0.5) -> np.ndarray:
+def binarize(
+    probabilities: np.ndarray, thresholds: float | np.ndarray = 0.5, at_least_one: bool = True
+) -> np.ndarray:
     """Threshold probabilities (N, C) with one global or (C,) per-class thresholds.
 
-    Kaggle requires at least one label per image; this function does not force
-    one (see :func:`hpa_utils.submission.predictions_to_targets`).
+    The project's one scoring convention (every score of a predictor, in every table, figure and
+    submission, goes through here): every HPA image carries at least one label, so an image with no
+    class at or above its threshold gets its single most probable class (``at_least_one``), as the
+    submission writer does. ``at_least_one=False`` gives the plain threshold.
     """
     probabilities = np.asarray(probabilities)
     thresholds = np.asarray(thresholds, dtype=np.float64)
@@ -63,7 +67,18 @@ def binarize(probabilities: np.ndarray, thresholds: float | np.ndarray = 0.5) ->
         raise ValueError(
             f"thresholds must be one number or one per class ({probabilities.shape[1]}), got shape {thresholds.shape}"
         )
-    return (probabilities >= thresholds).astype(np.uint8)
+    binary = (probabilities >= thresholds).astype(np.uint8)
+    if at_least_one and binary.ndim == 2 and binary.shape[0]:
+        empty = np.flatnonzero(~binary.any(axis=1))
+        binary[empty, probabilities[empty].argmax(axis=1)] = 1
+    return binary
+
+
+#: How the report states the convention, once.
+SCORING_RULE = (
+    "an image with no class at or above the threshold is given its most probable class (every HPA image has "
+    "at least one label, and Kaggle's submission needs one)"
+)
 
 
 def keras_f1_metric(num_classes: int = NUM_CLASSES, threshold: float = 0.5, name: str = "f1"):

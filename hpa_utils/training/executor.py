@@ -22,10 +22,13 @@ models already finished are kept, and re-running resumes.
 
 from __future__ import annotations
 
+import _thread
 import multiprocessing
 import os
 import queue as queue_module
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -119,6 +122,7 @@ def _init_worker(messages, threads: int) -> None:
     global _worker_queue
     _worker_queue = messages
     signal.signal(signal.SIGINT, _worker_interrupted)
+    sys.unraisablehook = _worker_unraisable
     from hpa_utils.run import runtime
 
     runtime.configure(headless=True, threads=threads or None)
@@ -129,6 +133,18 @@ def _worker_interrupted(signum, frame) -> None:
     if _worker_busy:
         raise KeyboardInterrupt
     os._exit(130)
+
+
+def _worker_unraisable(unraisable) -> None:
+    """A KeyboardInterrupt raised where Python cannot raise (a weakref callback or ``__del__`` that the
+    garbage collector ran) is delivered again, so the job still stops, and is not printed as a traceback."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        # From a timer thread, so the handler runs again in the main thread's own code, not in this hook.
+        timer = threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGINT,))
+        timer.daemon = True
+        timer.start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _worker_log(line: str) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpa_utils.evaluation.metrics import keras_f1_metric, macro_f1
+from hpa_utils.evaluation.metrics import binarize, keras_f1_metric, macro_f1
 from hpa_utils.io import write_atomic, write_text_atomic
 from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import TrainingData
@@ -93,7 +93,7 @@ class EpochEnd(keras.callbacks.Callback):
         y_val = self.data.y[self.data.val_indices]
         # One validation pass per epoch: Keras' val_loss and val_f1 from the same probabilities as the exact F1.
         logs["val_loss"] = binary_crossentropy(y_val, self.val_probabilities)
-        logs["val_macro_f1"] = macro_f1(y_val, self.val_probabilities >= 0.5)
+        logs["val_macro_f1"] = macro_f1(y_val, binarize(self.val_probabilities, 0.5))
         keras_f1 = keras_f1_metric()
         keras_f1.update_state(y_val.astype("float32"), self.val_probabilities)
         logs["val_f1"] = float(keras_f1.result())
