@@ -14,7 +14,7 @@ $(BIN)/hpa: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(BIN)/hpa
 
-.PHONY: help venv run test lint bench lab report report-pdf clean
+.PHONY: help venv run test lint bench lab report report-pdf publish clean
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -35,11 +35,18 @@ bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 lab: $(BIN)/hpa ## JupyterLab on the project (notebooks/, runs/, figures/, report/ in its file browser)
 	$(BIN)/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
 
-report: $(BIN)/hpa ## re-render the report of an existing run (PRESET=quick)
-	$(BIN)/hpa report --preset $(PRESET) $(ARGS)
+# `make report`: the shipped report/report.html from the committed tables (no training);
+# `make report PRESET=quick`: the report of runs/quick.
+REPORT_RUN = $(if $(filter command line environment,$(origin PRESET)),--preset $(PRESET),)
 
-report-pdf: $(BIN)/hpa ## the report as PDF through headless Chromium
-	$(BIN)/hpa report --preset $(PRESET) --pdf $(ARGS)
+report: $(BIN)/hpa ## re-render the shipped report (report/report.html), or a run's with PRESET=name
+	$(BIN)/hpa report $(REPORT_RUN) $(ARGS)
+
+report-pdf: $(BIN)/hpa ## the report as PDF through headless Chromium (PRESET=name for a run's)
+	$(BIN)/hpa report $(REPORT_RUN) --pdf $(ARGS)
+
+publish: $(BIN)/hpa ## ship runs/standard: its tables to report/run/, figures/, report/report.html, README
+	$(BIN)/hpa publish --preset $(if $(filter command line environment,$(origin PRESET)),$(PRESET),standard) $(ARGS)
 
 clean: ## remove runs, caches and generated data (keeps .venv)
 	rm -rf runs .cache data

@@ -99,7 +99,7 @@ def test_shift_sweep_includes_034_and_036_and_n_models_falls_as_the_shift_grows(
     f1 = {"a": 0.31, "b": 0.335, "c": 0.355, "d": 0.37, "e": 0.395, "f": 0.42}
     y_val, val, y_pub, pub = _models(rng, f1)
     table = shift_sweep(val, f1, y_val, extra_sets={"public": (pub, y_pub)})
-    assert list(table.columns) == ["shift", "n_models", "val_f1", "public_f1"]
+    assert list(table.columns) == ["shift", "n_models", "threshold", "val_f1", "public_f1"]
     assert 0.34 in table["shift"].to_list() and 0.36 in table["shift"].to_list()
     assert len(table) == len(DEFAULT_SHIFTS) == 11
     n_models = table["n_models"].to_numpy()

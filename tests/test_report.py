@@ -18,8 +18,9 @@ from hpa_utils.reporting import browser
 from hpa_utils.reporting.render import FIGURES, render_report
 from hpa_utils.reporting.results import load_results
 from hpa_utils.run.config import resolve_config
+from hpa_utils.studies.findings import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Finding
 
-SECTION_IDS = ("introduction", "data", "model", "experiments", "discussion", "conclusion", "references")
+SECTION_IDS = ("introduction", "data", "model", "experiments", "findings", "discussion", "conclusion", "references")
 EXTRA_FIGURE = "extra_diagnostic"
 
 
@@ -73,6 +74,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         "finished": "2025-01-02T10:12:05",
         "seconds": 725.0,
         "notebooks": {"01_eda": 20.5, "02_train": 600.1, "03_ensemble": 104.4},
+        "model_train_seconds": 150.0,
         "machine": "test box",
     }
     (results / "run.json").write_text(json.dumps(run))
@@ -133,17 +135,39 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         json.dumps(
             {
                 "selected": selected,
-                "weights": {"v2-C": 0.0, "v2-B": 0.0, "v1-C": 0.0},
-                "shift": 0.34,
+                "weights": {"v2-C": 0.04, "v2-B": 0.02, "v1-C": 0.0},
+                "shift": 0.28,
                 "shift_setting": "fit",
                 "threshold": 0.3,
                 "threshold_method": "best global (fitted)",
                 "val_f1": 0.341,
                 "public_f1": public,
                 "private_f1": private,
+                "n_members": 2,
+                "original_shift": {"shift": 0.34, "n_models": 0, "threshold": None, "val_f1": None},
+                "scoring_rule": "an image with no class at or above the threshold is given its most probable class",
+                "per_class_vs_global": {"estimate": -0.02, "low": -0.05, "high": 0.01, "n_images": 40},
             }
         )
     )
+    pd.DataFrame(
+        {
+            "model": selected,
+            "val_f1_at_0.5": [0.32, 0.30, 0.29],
+            "weight": [0.04, 0.02, 0.0],
+            "share": [2 / 3, 1 / 3, 0],
+        }
+    ).to_csv(results / "ensemble_members.csv", index=False)
+    retested = [
+        Finding("fine_tuning", "Fine-tuning raises validation F1.", "cited", "C minus base", REPRODUCED,
+                "mean gain +0.060: the interval excludes 0", 0.06, 0.03, 0.09, "validation images, paired"),
+        Finding("ensemble_beats_members", "The F1-weighted ensemble beats its members.", "cited", "ens minus best",
+                NOT_REPRODUCED, "gain over v2-C +0.021: the interval includes 0", 0.021, -0.01, 0.05, "images, paired",
+                {"scored_on": "the labelled test images (public and private)", "best_member": "v2-C", "members": 2}),
+        Finding("shift_moves_public", "A shift of 0.36 instead of 0.34 moves the public score by about 0.02.",
+                "cited", "public change", NOT_TESTABLE, "no chosen model's validation F1 is above 0.36"),
+    ]  # fmt: skip
+    (results / "findings.json").write_text(json.dumps({"findings": [f.as_dict() for f in retested]}))
     shifts = np.round(np.arange(0.0, 0.42, 0.02), 2)
     sweep = pd.DataFrame({"shift": shifts, "n_models": 3, "val_f1": 0.30 + 0.1 * shifts - 0.123456 * (shifts > 0.38)})
     if scores:
@@ -154,7 +178,8 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
             "name": ["v2-C", "v1-C", "weighted (chosen)", "equal weights (all models)"],
             "kind": ["single", "single", "ensemble", "ensemble"],
             "role": ["single", "single", "chosen", "equal_all"],
-            "n_models": [1, 1, 3, 12],
+            "n_models": [1, 1, 2, 12],
+            "threshold": [0.3, 0.25, 0.3, 0.2],
             "val_f1": [0.320, 0.290, 0.341, 0.310],
         }
     )
@@ -205,10 +230,10 @@ def test_report_has_every_section_toc_and_header(fake_run):
         assert f'href="#{section}"' in html
     text = _text(html)
     assert "synthetic" in text and "240 training Ids, 60 test Ids" in text
-    assert "quick: 3 epochs per base model" in text and "12 min 05 s" in text
+    assert "quick: 3 epochs per base model" in text and "2 min 30 s" in text
     assert "Base models 0, 1, 2 (cf. the original report's Figure 1" in html.replace("&#39;", "'")
     assert "the pretrained base model 1 with its CNN part trained 2 epochs more" in text
-    assert "with a shift of 0.340 (the best shift on validation)" in text
+    assert "The shift is 0.280: of the swept shifts that leave at least two models a positive weight" in text
     assert "scaling 0.9–1.1" in text  # the library's augmentation defaults, the run recorded none
     assert "Rumetshofer" in text and "human-protein-atlas-image-classification" in html
 
@@ -247,23 +272,42 @@ def test_numbers_in_the_text_follow_models_csv(fake_run):
     assert "0.320" not in text.split("The best single model")[1][:80]
 
 
-def test_ensemble_gain_sentence_follows_the_comparison(fake_run):
+def test_ensemble_sentences_follow_the_comparison_and_the_findings(fake_run):
     text = _text(render_report(fake_run).read_text())
-    assert "The ensemble beat the best single model on validation" in text and "(+0.021)" in text
-    assert "0.320 macro F1 on validation and the ensemble 0.341: a gain of +0.021." in text  # Conclusion
+    assert "the ensemble scores 0.341 against 0.320 for the best single model, v2-C (+0.021)" in text
+    assert "the difference is +0.021 (95% interval -0.010 to +0.050, paired bootstrap over images)" in text
+    assert "“The F1-weighted ensemble beats its members” is not reproduced here" in text
+    assert "2 models keep a positive weight (v2-C, v2-B" in text
+    assert "no model of this run keeps a positive weight: every chosen model's validation F1 is below 0.34" in text
     path = fake_run / "results" / "ensemble_comparison.csv"
     table = pd.read_csv(path)
     table.loc[table.kind == "ensemble", "val_f1"] = [0.300, 0.310]
     table.to_csv(path, index=False)
     text = _text(render_report(fake_run).read_text())
-    assert "The ensemble did not beat the best single model" in text and "(-0.020)" in text
-    assert "and the ensemble 0.300: no gain (-0.020)." in text
+    assert "the ensemble scores 0.300 against 0.320 for the best single model, v2-C (-0.020)" in text
+
+
+def test_findings_section_shows_each_verdict_from_the_file(fake_run):
+    text = _text(render_report(fake_run).read_text())
+    section = text.split("5. Findings of the original, re-tested")[1].split("6. Discussion")[0]
+    assert "reproduced : mean gain +0.060" in section and "not testable : no chosen model" in section
+    assert "+0.060 [+0.030, +0.090]" in section
+    assert "In all: 1 reproduced, 1 not reproduced, 1 not testable." in section
+    path = fake_run / "results" / "findings.json"
+    raw = json.loads(path.read_text())
+    raw["findings"][0]["verdict"] = NOT_REPRODUCED
+    path.write_text(json.dumps(raw))
+    text = _text(render_report(fake_run).read_text())
+    assert "In all: 2 not reproduced, 1 not testable." in text
 
 
 def test_shift_and_threshold_sentences_follow_their_files(fake_run):
     text = _text(render_report(fake_run).read_text())
-    assert "On validation the best shift was 0.380" in text
+    assert "On validation the best shift among all swept was 0.380" in text
+    assert "the ensemble uses 0.280" in text
     assert "the per-class thresholds overfit the fit set" in text
+    assert "per-class thresholds minus the best global threshold: -0.020 (95% interval -0.050 to +0.010" in text
+    assert "the interval includes 0, so this run cannot tell the two apart" in text
     path = fake_run / "results" / "thresholds.csv"
     table = pd.read_csv(path)
     table["holdout_f1"] = table["fit_f1"] - 0.005
@@ -275,11 +319,24 @@ def test_shift_and_threshold_sentences_follow_their_files(fake_run):
 
 def test_discussion_cites_the_original_report_and_says_scores_are_not_comparable(fake_run):
     text = _text(render_report(fake_run).read_text())
-    discussion = text.split("5. Discussion")[1].split("6. Conclusion")[0]
+    discussion = text.split("6. Discussion")[1].split("7. Conclusion")[0]
     assert "the original report (cited)" in discussion
     assert "0.300–0.350 after 40 epochs" in discussion and "0.448 / 0.423" in discussion
     assert "0.301 / 0.289" in discussion  # this run's, read from ensemble.json
     assert "These scores are not comparable" in discussion
+    assert "behave the same way on any data" not in text
+
+
+def test_the_report_reads_like_a_report_not_a_log(fake_run):
+    html = render_report(fake_run).read_text()
+    text = _text(html)
+    header = text.split("Contents")[0]
+    assert "/data/synthetic" not in header and str(fake_run) not in header and "data: synthetic" in header
+    assert "training the 12 models took 2 min 30 s in all" in header
+    assert "All parameters" not in header and "Appendix: the run's parameters" in text
+    assert "train.base.epochs" in text.split("Appendix: the run's parameters")[-1]
+    assert not re.search(r"\b1 models\b|\b1 members\b", text)
+    assert "Figure 1." not in text.split("Figure 1.")[0]  # numbered once, by the HTML
 
 
 def test_missing_optional_files_give_a_not_available_note(tmp_path):
@@ -310,7 +367,7 @@ def test_real_data_without_a_solution_says_scores_are_not_available(tmp_path):
     assert "no public or private score is available in this run (no solution file" in text
     assert "No public or private score is available in this run: without the competition's solution" in text
     assert "not available in this run" in text.split("ensemble: public / private")[1][:200]
-    assert "The ensemble beat the best single model on validation" in text  # validation facts still stated
+    assert "the ensemble scores 0.341 against 0.320 for the best single model" in text  # validation facts stated
 
 
 def test_an_empty_run_directory_still_renders(tmp_path):

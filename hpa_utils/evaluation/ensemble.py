@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -155,17 +156,20 @@ def shift_sweep(
     val_f1: Mapping[str, float] | pd.Series,
     y_val: np.ndarray,
     shifts: Sequence[float] = DEFAULT_SHIFTS,
-    threshold: float | np.ndarray = 0.5,
+    threshold: float | np.ndarray | str = 0.5,
     extra_sets: Mapping[str, tuple[Mapping[str, np.ndarray], np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Macro F1 of the F1-minus-shift ensemble for each shift, on validation and on extra labelled sets.
 
     The weights always come from ``val_f1`` (validation only); ``extra_sets`` (e.g. ``{"public": (probs,
     y), "private": (probs, y)}``) are only scored. Shifts at which every weight is zero give a row of NaN.
+    ``threshold="fit"``: each shift's ensemble is thresholded at its own best global threshold on
+    validation (the rule the chosen ensemble is then scored with), recorded in the ``threshold`` column.
 
     Returns:
-        DataFrame with columns ``shift``, ``n_models`` (models with nonzero weight), ``val_f1`` and
-        ``<set>_f1`` per extra set, one row per shift (rounded to 6 decimals, so 0.34 is exactly 0.34).
+        DataFrame with columns ``shift``, ``n_models`` (models with nonzero weight), ``threshold``,
+        ``val_f1`` and ``<set>_f1`` per extra set, one row per shift (rounded to 6 decimals, so 0.34 is
+        exactly 0.34).
     """
     f1, _ = _f1_series(val_f1)
     names = list(val_probs)
@@ -187,6 +191,7 @@ def shift_sweep(
             except ValueError:
                 weights = None
         row["n_models"] = 0 if weights is None else int((weights > 0).sum())
+        row["threshold"] = math.nan
         for set_name, (probs, y) in sets.items():
             if weights is None:
                 row[f"{set_name}_f1"] = math.nan
@@ -196,7 +201,9 @@ def shift_sweep(
             if absent:
                 raise ValueError(f"set {set_name!r} has no probabilities for model(s) {', '.join(map(str, absent))}")
             mean = weighted_mean({n: probs[n] for n in used.index}, used)
-            row[f"{set_name}_f1"] = macro_f1(y, binarize(mean, threshold))
+            if set_name == "val":
+                row["threshold"] = fit_threshold(y, mean, threshold)
+            row[f"{set_name}_f1"] = macro_f1(y, binarize(mean, row["threshold"]))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -229,44 +236,62 @@ def compare_models(
     probs: Mapping[str, Mapping[str, np.ndarray]],
     labels: Mapping[str, np.ndarray],
     ensembles: Mapping[str, Mapping[str, float] | pd.Series] | None = None,
-    threshold: float | np.ndarray = 0.5,
+    threshold: float | np.ndarray | str = 0.5,
 ) -> pd.DataFrame:
-    """Macro F1 of every single model and of every ensemble on every split, at one threshold.
+    """Macro F1 of every single model and of every ensemble on every split, each at its threshold.
 
     Args:
         probs: ``split -> {model name -> (N, C) probabilities}``, e.g. splits "val", "public", "private".
         labels: ``split -> (N, C)`` true labels, for every split in ``probs``.
         ensembles: ``ensemble name -> {model name -> weight}``; models left out weigh 0.
             Use ``{m: 1 for m in models}`` for an equal-weight ensemble.
-        threshold: one number or one per class, applied to every row.
+        threshold: one number for every row, or ``"fit"``: each row's own best global threshold on
+            the ``"val"`` split (the same rule for every predictor).
 
     Returns:
-        DataFrame with columns ``name``, ``kind`` ("model"/"ensemble"), ``n_models`` and ``<split>_f1``;
-        a model absent from a split scores NaN there.
+        DataFrame with columns ``name``, ``kind`` ("single"/"ensemble"), ``n_models``, ``threshold`` and
+        ``<split>_f1``; a model absent from a split scores NaN there.
     """
     missing = [s for s in probs if s not in labels]
     if missing:
         raise ValueError(f"no labels given for split(s) {', '.join(missing)}")
+    if threshold == "fit" and "val" not in probs:
+        raise ValueError("threshold='fit' fits each row's threshold on the 'val' split, which was not given")
     model_names = list(dict.fromkeys(name for split in probs.values() for name in split))
-    rows = []
-    for name in model_names:
-        row = {"name": name, "kind": "single", "n_models": 1}
-        for split, split_probs in probs.items():
-            f1 = macro_f1(labels[split], binarize(split_probs[name], threshold)) if name in split_probs else math.nan
-            row[f"{split}_f1"] = f1
-        rows.append(row)
+    predictors = [(name, "single", {name: 1.0}) for name in model_names]
     for name, weights in (ensembles or {}).items():
         weights = pd.Series(weights, dtype=np.float64)
-        weights = weights[weights != 0]
-        row = {"name": name, "kind": "ensemble", "n_models": int(weights.size)}
+        predictors.append((name, "ensemble", weights[weights != 0]))
+    rows = []
+    for name, kind, weights in predictors:
+        row = {"name": name, "kind": kind, "n_models": len(weights), "threshold": math.nan}
+        means = {}
         for split, split_probs in probs.items():
-            absent = [m for m in weights.index if m not in split_probs]
-            if absent:
+            absent = [m for m in weights.keys() if m not in split_probs]
+            if absent and kind == "ensemble":
                 raise ValueError(f"ensemble {name!r}: split {split!r} has no probabilities for {', '.join(absent)}")
-            mean = weighted_mean({m: split_probs[m] for m in weights.index}, weights)
-            row[f"{split}_f1"] = macro_f1(labels[split], binarize(mean, threshold))
+            means[split] = None if absent else weighted_mean({m: split_probs[m] for m in weights.keys()}, weights)
+        if isinstance(threshold, str):  # "fit": this predictor's own best threshold on validation
+            cut = fit_threshold(labels["val"], means["val"], threshold) if means["val"] is not None else math.nan
+            row["threshold"] = cut
+        else:  # one number (recorded) or one per class (not a column)
+            cut = threshold
+            row["threshold"] = float(threshold) if np.ndim(threshold) == 0 else math.nan
+        for split, mean in means.items():
+            row[f"{split}_f1"] = math.nan if mean is None else macro_f1(labels[split], binarize(mean, cut))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def fit_threshold(y_val: np.ndarray, p_val: np.ndarray, setting: float | str = "fit") -> float:
+    """The global threshold a predictor is scored with: ``"fit"``, its best on validation; else the number."""
+    if isinstance(setting, str):
+        if setting != "fit":
+            raise ValueError(f"threshold must be a number or 'fit', got {setting!r}")
+        from hpa_utils.evaluation.thresholds import best_global_threshold
+
+        return best_global_threshold(y_val, p_val)[0]
+    return float(setting)
 
 
 def evaluation_sets(
@@ -305,49 +330,86 @@ def sweep_shifts(f1_scores: Mapping[str, float] | pd.Series, step: float = 0.01)
     return np.unique(np.round(np.concatenate([DEFAULT_SHIFTS, np.arange(0.0, top, step)]), 2))
 
 
+@dataclass(frozen=True)
+class WeightChoice:
+    """The chosen ensemble: shift, weights, threshold and, when the setting was overruled, why."""
+
+    shift: float
+    weights: pd.Series
+    threshold: float
+    note: str = ""
+
+    @property
+    def members(self) -> list[str]:
+        return [str(m) for m in self.weights.index[self.weights > 0]]
+
+
 def choose_weights(
-    f1_scores: Mapping[str, float] | pd.Series, sweep: pd.DataFrame, shift_setting: float | str = "fit"
-) -> tuple[float, pd.Series]:
-    """The ensemble's shift and weights, chosen on validation only.
+    f1_scores: Mapping[str, float] | pd.Series,
+    sweep: pd.DataFrame,
+    shift_setting: float | str = "fit",
+    min_members: int = 2,
+) -> WeightChoice:
+    """The ensemble's shift, weights and threshold, chosen on validation only.
 
     Args:
         f1_scores: validation F1 of the chosen models.
-        sweep: :func:`shift_sweep` over those models.
+        sweep: :func:`shift_sweep` over those models (its ``threshold`` column: each shift's threshold).
         shift_setting: a number (the report: 0.34), or ``"fit"``: the shift with the best validation
-            F1 in ``sweep`` (ties: the smallest).
+            F1 in ``sweep`` among those that keep ``min_members`` positive weights (ties: the smallest).
+        min_members: an ensemble has at least this many members (fewer only if fewer models were given).
+            A fixed shift that leaves fewer is lowered to the largest swept shift that keeps them, and the
+            choice says so in its ``note``; never silently.
 
     Returns:
-        (shift, weights). When the shift leaves no model a positive weight (every model's F1 at or
-        below it, e.g. in a smoke run), all models get equal weights, with a warning, and the
-        shift is reported as NaN.
+        A :class:`WeightChoice`.
     """
     f1, _ = _f1_series(f1_scores)
+    need = min(min_members, len(f1))
+    valid = sweep.dropna(subset=["val_f1"])
+    enough = valid[valid["n_models"] >= need]
+    if enough.empty:
+        raise ValueError(f"no swept shift keeps {need} model(s) with a positive weight; sweep smaller shifts")
+    note = ""
     if shift_setting == "fit":
-        valid = sweep.dropna(subset=["val_f1"])
-        shift = float(valid.loc[valid["val_f1"].idxmax(), "shift"]) if not valid.empty else float("nan")
+        row = enough.loc[enough["val_f1"].idxmax()]
     else:
-        shift = float(shift_setting)
-    if math.isnan(shift) or not (f1 > shift).any():
-        warnings.warn(
-            f"no model's validation F1 (best {f1.max():.3f}) is above the shift; using equal weights",
-            stacklevel=2,
-        )
-        return float("nan"), pd.Series(1.0, index=f1.index)
-    return shift, weights_from_f1(f1, shift)
+        wanted = float(shift_setting)
+        kept = int((f1 > wanted).sum())
+        if kept >= need:
+            hit = valid[(valid["shift"] - wanted).abs() < 1e-9]
+            row = hit.iloc[0] if not hit.empty else None
+            if row is None:  # not swept: score it as the sweep would, at the threshold of the nearest swept shift
+                row = enough.iloc[(enough["shift"] - wanted).abs().argmin()].copy()
+                row["shift"] = wanted
+        else:
+            row = enough.loc[enough["shift"].idxmax()]
+            note = (
+                f"the set shift {wanted:g} leaves {kept} model(s) with a positive weight; lowered to "
+                f"{float(row['shift']):g}, the largest swept shift that keeps {need}"
+            )
+            warnings.warn(note, UserWarning, stacklevel=2)
+    shift = float(row["shift"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        weights = weights_from_f1(f1, shift)
+    threshold = float(row["threshold"]) if "threshold" in row and not pd.isna(row["threshold"]) else 0.5
+    return WeightChoice(shift=shift, weights=weights, threshold=threshold, note=note)
 
 
 def leaderboard_entries(
     comparison: pd.DataFrame, ensembles: Mapping[str, Mapping[str, float]]
 ) -> list[tuple[str, str, dict[str, float]]]:
     """The submissions of the leaderboard table: every ensemble, then the best single model on
-    validation (chosen on validation only). Each entry: (file stem, description, model -> weight);
-    the first is the run's submission."""
+    validation (chosen on validation only). Each entry: (file stem, the comparison row's name,
+    description, model -> weight); the first is the run's submission."""
     entries = []
     for index, (name, members) in enumerate(ensembles.items()):
         stem = "submission" if index == 0 else "ensemble_" + "".join(c if c.isalnum() else "_" for c in name).strip("_")
-        entries.append((stem, f"{name}: {sum(1 for w in members.values() if w > 0)} models", dict(members)))
+        count = sum(1 for w in members.values() if w > 0)
+        entries.append((stem, name, f"{name}: {count} model{'s' if count != 1 else ''}", dict(members)))
     singles = comparison[comparison["kind"] == "single"]
     if not singles.empty:
         best = singles.loc[singles["val_f1"].idxmax(), "name"]
-        entries.append((f"single_{best}", f"best single model on validation: {best}", {best: 1.0}))
+        entries.append((f"single_{best}", best, f"best single model on validation: {best}", {best: 1.0}))
     return entries

@@ -197,6 +197,11 @@ def report_facts(results: dict) -> dict:
     if summary is not None:
         weights = {name: to_number(w) or 0.0 for name, w in (summary.weights or {}).items()}
         ens = {
+            "members": [name for name, w in weights.items() if w > 0],
+            "shift_note": summary.shift_note or "",
+            "original_shift": summary.original_shift,
+            "scoring_rule": summary.scoring_rule,
+            "per_class_vs_global": summary.per_class_vs_global,
             "selected": list(summary.selected or []),
             "n_selected": len(summary.selected or []),
             "n_positive": sum(1 for w in weights.values() if w > 0),
@@ -243,7 +248,20 @@ def report_facts(results: dict) -> dict:
         "shift": _shift_facts(results.get("shift_sweep"), ens["shift"] if ens else None),
         "thresholds": _threshold_facts(results.get("thresholds")),
         "leaderboard_scores": _has_scores(results.get("leaderboard")),
+        "findings": _findings_facts(results.get("findings")),
     }
+
+
+def _findings_facts(raw: dict | None) -> dict | None:
+    """The re-tested findings (``results/findings.json``) and how many of each verdict."""
+    findings = (raw or {}).get("findings")
+    if not findings:
+        return None
+    by_key = {f["key"]: f for f in findings}
+    counts = {}
+    for finding in findings:
+        counts[finding["verdict"]] = counts.get(finding["verdict"], 0) + 1
+    return {"list": findings, "by_key": by_key, "counts": counts}
 
 
 def flat_config(config: dict, prefix: str = "") -> dict:

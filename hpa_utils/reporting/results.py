@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from hpa_utils.io import to_number  # noqa: F401  (the report's number reader, used by facts and render)
+from hpa_utils.original import CONTEXT_SCORES, ORIGINAL_REPORT  # noqa: F401  (cited by facts and render)
 from hpa_utils.studies.ensemble import EnsembleSummary
 
 #: Result tables, by key: path relative to the run's output directory.
@@ -28,51 +29,26 @@ TABLE_FILES = {
     "ensemble_comparison": "results/ensemble_comparison.csv",
     "thresholds": "results/thresholds.csv",
     "leaderboard": "results/leaderboard.csv",
+    "ensemble_members": "results/ensemble_members.csv",
 }
 JSON_FILES = {
     "run": "results/run.json",
     "model_totals": "results/model_table.json",
     "ensemble": "results/ensemble.json",
+    "findings": "results/findings.json",
     "config": "config.json",
 }
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
 
-#: Cited facts of the original report (SPEC.md, "What the report did"): shown labelled as the original's.
-ORIGINAL_REPORT = {
-    "base_models": 8,
-    "base_epochs": 40,
-    "base_val_f1": (0.30, 0.35),
-    "finetuned_models": 24,
-    "stage_epochs": {"A": 10, "B": 4, "C": 2},
-    "finetuned_val_f1": (0.42, 0.47),
-    "ensemble_members": "models 0, 1, 2, 3, 4 and 6",
-    "n_members": 6,
-    "shift": 0.34,
-    "public": 0.448,
-    "private": 0.423,
-    "shift_pair": (0.34, 0.36),
-    "shift_pair_public_diff": 0.02,
-    "all_models": 32,
-    "all_equal_public": 0.428,
-    "all_equal_private": 0.428,
-    "params": 597388,
-    "trainable": 595268,
-    "non_trainable": 2120,
-}
-
-#: Cited scores of other entries (SPEC.md, "how far others got"), for context in the Discussion.
-CONTEXT_SCORES = {"haltuf_cnn": 0.328, "haltuf_gapnet": 0.385, "first_place": 0.565}
-
-
-def load_results(output_dir: str | os.PathLike) -> dict:
+def load_results(output_dir: str | os.PathLike, figures_dir: str | os.PathLike | None = None) -> dict:
     """Everything a run wrote that the report uses; what is absent is None (tables, dicts) or left out.
 
     Returns:
         dict with ``output_dir``; one DataFrame or None per key of :data:`TABLE_FILES`; one dict or None
         per key of :data:`JSON_FILES` (``ensemble``: the ensemble study's typed
         :class:`~hpa_utils.studies.ensemble.EnsembleSummary`); ``figures`` (stem -> path of every image
-        under ``figures/``); ``submission`` (path or None); ``missing`` (relative paths not found) and
-        ``errors`` (relative path -> why it could not be read).
+        under ``figures/``, or under ``figures_dir`` when given); ``submission`` (path or None); ``missing``
+        (relative paths not found) and ``errors`` (relative path -> why it could not be read).
     """
     out = Path(output_dir)
     results: dict = {"output_dir": out, "missing": [], "errors": {}}
@@ -97,7 +73,7 @@ def load_results(output_dir: str | os.PathLike) -> dict:
             results["errors"][rel] = "not a JSON object"
             continue
         results[key] = value
-    figures_dir = out / "figures"
+    figures_dir = Path(figures_dir) if figures_dir is not None else out / "figures"
     results["figures"] = (
         {p.stem: p for p in sorted(figures_dir.glob("*")) if p.suffix.lower() in FIGURE_SUFFIXES and p.is_file()}
         if figures_dir.is_dir()

@@ -117,20 +117,38 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from hpa_utils.reporting.browser import render_pdf
     from hpa_utils.reporting.render import render_report
-    from hpa_utils.run.config import RUNS_DIR, RunPaths
-    from hpa_utils.run.runner import publish_default_run
+    from hpa_utils.run.config import RUNS_DIR
+    from hpa_utils.run.publish import render_shipped
 
-    output_dir = Path(args.output_dir or RUNS_DIR / args.preset).resolve()
-    html = render_report(output_dir)
+    try:
+        if args.preset is None and args.output_dir is None:  # the shipped report, from the committed tables
+            html = render_shipped()
+        else:
+            html = render_report(Path(args.output_dir or RUNS_DIR / args.preset).resolve())
+    except FileNotFoundError as error:
+        print(f"hpa report: {error}", file=sys.stderr)
+        return 1
     print(f"report: {html}")
-    if output_dir == (RUNS_DIR / "quick").resolve():
-        publish_default_run(RunPaths(output_dir))
     if args.pdf:
         try:
             print(f"pdf: {render_pdf(html)}")
         except RuntimeError as error:
             print(f"hpa report: {error}", file=sys.stderr)
             return 1
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from hpa_utils.run.config import RUNS_DIR
+    from hpa_utils.run.publish import publish
+
+    run_dir = Path(args.output_dir or RUNS_DIR / args.preset).resolve()
+    try:
+        html = publish(run_dir)
+    except FileNotFoundError as error:
+        print(f"hpa publish: {error}", file=sys.stderr)
+        return 1
+    print(f"published {run_dir} -> report/run/, figures/, README.md; report: {html}")
     return 0
 
 
@@ -183,11 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip rendering the report")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="render the report of an existing run (HTML; --pdf through Chromium)")
-    p.add_argument("--preset", default="quick", help="the run's preset (locates runs/PRESET)")
+    p = sub.add_parser("report", help="render a report (HTML; --pdf through Chromium): the shipped one, or a run's")
+    p.add_argument(
+        "--preset", default=None, help="render runs/PRESET's report (default: the shipped report/report.html)"
+    )
     p.add_argument("--output-dir", type=Path, default=None, help="the run folder (default: runs/PRESET)")
     p.add_argument("--pdf", action="store_true", help="also print the report to PDF with headless Chromium")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("publish", help="ship a finished run: its tables to report/run/, figures/, report, README")
+    p.add_argument("--preset", default="standard", help="the run's preset (default: standard)")
+    p.add_argument("--output-dir", type=Path, default=None, help="the run folder (default: runs/PRESET)")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser(
         "bench", help="training throughput against a plain model.fit reference, the roofline, the input pipeline"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hpa_utils.run.config import FIGURES_DIR, NOTEBOOKS_DIR, REPORT_DIR, RUNS_DIR, RunConfig, RunPaths, resolve_config
+from hpa_utils.run.config import NOTEBOOKS_DIR, RunConfig, resolve_config
 from hpa_utils.run.fingerprint import notebook_fingerprint
 from hpa_utils.run.session import ensure_dataset
 
@@ -292,9 +291,6 @@ def run(
         from hpa_utils.reporting.render import render_report
 
         log(f"report: {render_report(paths.output_dir)}")
-    if is_default_run(config):
-        publish_default_run(paths)
-        log(f"default run published to {FIGURES_DIR} and {REPORT_DIR}")
     log(f"hpa run: finished in {format_seconds(time.perf_counter() - run_started)}")
     return record
 
@@ -341,21 +337,3 @@ def _machine() -> str:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{platform.machine()}, {cores} cores, Python {platform.python_version()}, {platform.system()}"
-
-
-def is_default_run(config: RunConfig) -> bool:
-    """The run ``make run`` makes: the quick preset, on the synthetic data, in ``runs/quick``."""
-    return Path(config.output_dir) == (RUNS_DIR / "quick").resolve() and config.synthetic
-
-
-def publish_default_run(paths: RunPaths) -> None:
-    """Copy the default run's figures and report to the project's top-level ``figures/`` and ``report/``."""
-    for source_dir, target_dir, pattern in (
-        (paths.figures, FIGURES_DIR, "*.png"),
-        (paths.report, REPORT_DIR, "*.html"),
-    ):
-        target_dir.mkdir(parents=True, exist_ok=True)
-        for source in sorted(source_dir.glob(pattern)):
-            tmp = target_dir / f".{source.name}.tmp"
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target_dir / source.name)

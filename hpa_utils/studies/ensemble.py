@@ -27,6 +27,10 @@ ENSEMBLE_NAMES = {CHOSEN: "weighted (chosen)", EQUAL_ALL: "equal weights (all mo
 #: The shifts the report compared (its public score moved by 0.02 between them), marked in the sweep figure.
 REPORT_SHIFTS = (0.34, 0.36)
 TRAINING_THRESHOLD = 0.5  # the models' F1 during training, and the weights' F1
+#: An ensemble has at least this many members: the shift rule never silently leaves one model.
+MIN_MEMBERS = 2
+#: The original report's shift, reported beside the chosen one.
+ORIGINAL_SHIFT = 0.34
 
 
 @dataclass
@@ -43,6 +47,11 @@ class EnsembleSummary:
     public_f1: float | None
     private_f1: float | None
     held_out: str
+    shift_note: str | None = None
+    n_members: int | None = None
+    original_shift: dict | None = None
+    scoring_rule: str | None = None
+    per_class_vs_global: dict | None = None
 
     @classmethod
     def from_dict(cls, raw: dict) -> EnsembleSummary:
@@ -78,6 +87,15 @@ class EnsembleStudy:
     leaderboard: pd.DataFrame
     summary: EnsembleSummary
     submission: Path | None
+    val_counts: np.ndarray | None = None
+    members: pd.DataFrame | None = None
+    findings: list | None = None
+
+    @property
+    def findings_table(self) -> pd.DataFrame:
+        """The original's findings re-tested: claim, verdict, estimate and its 95% interval, why."""
+        columns = ["claim", "verdict", "estimate", "low", "high", "interval_over", "why"]
+        return pd.DataFrame([f.as_dict() for f in self.findings or []], columns=["key", *columns]).set_index("key")
 
     @property
     def marked_shifts(self) -> tuple[float, ...]:
@@ -90,7 +108,8 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
     from hpa_utils.evaluation import ensemble, metrics, submission
-    from hpa_utils.evaluation.thresholds import best_global_threshold, halves, threshold_study
+    from hpa_utils.evaluation.bootstrap import paired_f1_difference
+    from hpa_utils.evaluation.thresholds import halves, threshold_study
     from hpa_utils.io import save_table, to_number, write_json_atomic
     from hpa_utils.studies.training import training_data
     from hpa_utils.training.predictions import predict_models
@@ -111,7 +130,8 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     y_test, usage = submission.solution_labels(source.solution, source.test_ids) if labelled else (None, None)
     sets, labels = ensemble.evaluation_sets(probs, data.y[data.val_indices], y_test, usage)
 
-    # members and weights: validation F1 at the training threshold, the k best, the shift
+    # members and weights: validation F1 at the training threshold, the k best, the shift; each shift's
+    # ensemble at its own threshold by the rule it is then scored with (settings.threshold: "fit" or a number)
     val_f1 = ensemble.model_f1_scores(sets["val"], labels["val"], threshold=TRAINING_THRESHOLD)
     selected = ensemble.select_models(val_f1, k=settings.top_k)
     chosen_sets = {name: {m: sets[name][m] for m in selected} for name in sets}
@@ -120,23 +140,22 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         val_f1[selected],
         labels["val"],
         shifts=ensemble.sweep_shifts(val_f1[selected]),
+        threshold=settings.threshold,
         extra_sets={name: (chosen_sets[name], labels[name]) for name in sets if name != "val"},
     )
-    shift, weights = ensemble.choose_weights(val_f1[selected], sweep, settings.shift)
+    choice = ensemble.choose_weights(val_f1[selected], sweep, settings.shift, min_members=MIN_MEMBERS)
+    shift, weights, threshold = choice.shift, choice.weights, choice.threshold
+    threshold_method = "best global on validation" if settings.threshold == "fit" else "fixed"
     p_val = ensemble.weighted_mean(chosen_sets["val"], weights)
-    if settings.threshold == "fit":
-        threshold, _ = best_global_threshold(labels["val"], p_val)
-        threshold_method = "best global on validation"
-    else:
-        threshold, threshold_method = float(settings.threshold), "fixed"
     save_table(sweep, paths.results / "shift_sweep.csv")
 
-    # the report's comparison: single models, the weighted ensemble, all models with equal weights
+    # the report's comparison: single models, the weighted ensemble, all models with equal weights; every
+    # predictor at its own threshold by the same rule
     ensembles = {
         ENSEMBLE_NAMES[CHOSEN]: dict(weights),
         ENSEMBLE_NAMES[EQUAL_ALL]: {m: 1.0 for m in table["model"]},
     }
-    comparison = ensemble.compare_models(sets, labels, ensembles, threshold=threshold)
+    comparison = ensemble.compare_models(sets, labels, ensembles, threshold=settings.threshold)
     roles = {name: role for role, name in ENSEMBLE_NAMES.items()}
     comparison.insert(
         2,
@@ -144,22 +163,38 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         [roles.get(n, SINGLE) if k == "ensemble" else SINGLE for n, k in zip(comparison["name"], comparison["kind"])],
     )
     save_table(comparison, paths.results / "ensemble_comparison.csv")
+    members = pd.DataFrame(
+        {
+            "model": selected,
+            "val_f1_at_0.5": [val_f1[m] for m in selected],
+            "weight": [float(weights[m]) for m in selected],
+        }
+    )
+    members["share"] = members["weight"] / members["weight"].sum()
+    save_table(members, paths.results / "ensemble_members.csv")
 
     # thresholds: fitted on validation, scored on held-out data (the private part, else half of validation)
     held_out = "private" if "private" in sets else "validation half"
     if "private" in sets:
-        study = threshold_study(
-            labels["val"], p_val, labels["private"], ensemble.weighted_mean(chosen_sets["private"], weights)
-        )
+        y_hold, p_hold = labels["private"], ensemble.weighted_mean(chosen_sets["private"], weights)
+        study = threshold_study(labels["val"], p_val, y_hold, p_hold)
     else:
         fit_rows, hold_rows = halves(len(p_val), config.seed)
-        study = threshold_study(labels["val"][fit_rows], p_val[fit_rows], labels["val"][hold_rows], p_val[hold_rows])
+        y_hold, p_hold = labels["val"][hold_rows], p_val[hold_rows]
+        study = threshold_study(labels["val"][fit_rows], p_val[fit_rows], y_hold, p_hold)
     study.insert(1, "held_out", held_out)
     save_table(study.drop(columns="thresholds"), paths.results / "thresholds.csv")
+    # per-class against the best global threshold on the held-out images, paired
+    per_class_vs_global = paired_f1_difference(
+        y_hold,
+        metrics.binarize(p_hold, study.attrs["per_class_thresholds"]),
+        metrics.binarize(p_hold, study.attrs["global_threshold"]),
+    ).as_dict()
 
-    leaderboard = _submissions(config, source, probs, comparison, ensembles, threshold)
+    leaderboard = _submissions(config, source, probs, comparison, ensembles)
     save_table(leaderboard, paths.results / "leaderboard.csv")
     final = comparison.set_index("role").loc[CHOSEN]
+    original = sweep[(sweep["shift"] - ORIGINAL_SHIFT).abs() < 1e-9]
     summary = EnsembleSummary(
         selected=list(selected),
         weights={m: float(w) for m, w in weights.items()},
@@ -171,8 +206,16 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         public_f1=to_number(final.get("public_f1")),
         private_f1=to_number(final.get("private_f1")),
         held_out=held_out,
+        shift_note=choice.note,
+        n_members=len(choice.members),
+        original_shift={k: to_number(v) for k, v in original.iloc[0].items()} if not original.empty else None,
+        scoring_rule=metrics.SCORING_RULE,
+        per_class_vs_global=per_class_vs_global,
     )
     write_json_atomic(paths.results / "ensemble.json", asdict(summary))
+    thresholds_by_name = dict(zip(comparison["name"], comparison["threshold"]))
+    retested = _findings(table, paths, sets, labels, val_f1[selected], sweep, choice, thresholds_by_name, val_f1)
+    write_json_atomic(paths.results / "findings.json", {"findings": [f.as_dict() for f in retested]})
     return EnsembleStudy(
         scored_on={name: len(y) for name, y in labels.items()},
         models=pd.DataFrame(
@@ -187,29 +230,65 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         thresholds=study.drop(columns="thresholds"),
         per_class_f1=metrics.f1_per_class(labels["val"], metrics.binarize(p_val, threshold)),
         train_counts=data.y[data.train_indices].sum(axis=0),
+        val_counts=labels["val"].sum(axis=0),
+        members=members,
+        findings=retested,
         leaderboard=leaderboard,
         summary=summary,
         submission=paths.submission if paths.submission.is_file() else None,
     )
 
 
-def _submissions(config, source, probs, comparison, ensembles, threshold) -> pd.DataFrame:
-    """Write every leaderboard entry's submission (the first is the run's ``submission.csv``) and score it."""
+def _findings(table, paths, sets, labels, chosen_f1, sweep, choice, thresholds_by_name, val_f1) -> list:
+    """The original's findings re-tested on this run (:mod:`hpa_utils.studies.findings`)."""
+    from hpa_utils.original import ORIGINAL_REPORT
+    from hpa_utils.studies import findings
+    from hpa_utils.training.registry import load_history
+
+    histories = {m: load_history(paths.models, m) for m in table["model"]}
+    histories = {m: h for m, h in histories.items() if not h.empty}
+    base = table[table["stage"].astype(str) == "base"]["model"]
+    equal = {m: 1.0 for m in table["model"]}
+    return [
+        findings.still_improving({m: histories[m] for m in base if m in histories}, ORIGINAL_REPORT["base_epochs"]),
+        findings.fine_tuning_raises(table, sets["val"], labels["val"]),
+        findings.later_stages_overfit(table, histories, sets["val"], labels["val"]),
+        findings.ensemble_beats_members(
+            sets, labels, dict(choice.weights), choice.threshold, thresholds_by_name, dict(val_f1)
+        ),
+        findings.shift_moves_public(
+            sets, labels, chosen_f1, sweep, ORIGINAL_REPORT["shift_pair"], ORIGINAL_REPORT["shift_pair_public_diff"]
+        ),
+        findings.equal_weights_public_private(
+            sets,
+            labels,
+            (dict(choice.weights), choice.threshold),
+            (equal, thresholds_by_name[ENSEMBLE_NAMES[EQUAL_ALL]]),
+            len(equal),
+        ),
+    ]
+
+
+def _submissions(config, source, probs, comparison, ensembles) -> pd.DataFrame:
+    """Write every leaderboard entry's submission (the first is the run's ``submission.csv``) and score it,
+    each at the threshold its row of the comparison has (so the two tables agree)."""
     from hpa_utils.evaluation import ensemble, submission
 
     if "test" not in probs:
-        return pd.DataFrame(columns=["submission", "description", "public_f1", "private_f1"])
+        return pd.DataFrame(columns=["submission", "description", "threshold", "public_f1", "private_f1"])
     paths = config.paths
+    thresholds = dict(zip(comparison["name"], comparison["threshold"]))
     rows = []
-    for stem, description, members in ensemble.leaderboard_entries(comparison, ensembles):
+    for stem, name, description, members in ensemble.leaderboard_entries(comparison, ensembles):
         path = paths.submission if stem == "submission" else paths.results / "submissions" / f"{stem}.csv"
         p_test = ensemble.weighted_mean({m: probs["test"][m] for m in members}, members)
-        submission.make_submission(source.sample_submission, source.test_ids, p_test, threshold, path)
+        submission.make_submission(source.sample_submission, source.test_ids, p_test, thresholds[name], path)
         scores = submission.score_submission(path, source.solution) if source.solution.is_file() else {}
         rows.append(
             {
                 "submission": path.name,
                 "description": description,
+                "threshold": thresholds[name],
                 "public_f1": scores.get("public"),
                 "private_f1": scores.get("private"),
             }

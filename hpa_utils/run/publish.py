@@ -1,0 +1,163 @@
+"""The shipped report: the `standard` run's result tables, figures and report, committed with the project.
+
+``hpa publish`` (after ``hpa run --preset standard``) copies the run's ``config.json`` and result tables
+(``results/*.csv``, ``results/*.json``; no model, prediction or submission file) to ``report/run/``, its
+figures to the top-level ``figures/``, renders ``report/report.html`` from them, and rewrites the README's
+block between :data:`README_START` and :data:`README_END` from the same tables. ``hpa report`` (no
+preset) re-renders the shipped report from the committed files, without training.
+
+Every file is written atomically; files of an earlier publication that the new run lacks are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from hpa_utils.io import write_text_atomic
+from hpa_utils.run.config import FIGURES_DIR, PROJ_ROOT, REPORT_DIR
+
+#: Where the shipped run's tables live (a run directory without models, predictions or submissions).
+SHIPPED_RUN = REPORT_DIR / "run"
+SHIPPED_REPORT = REPORT_DIR / "report.html"
+README = PROJ_ROOT / "README.md"
+README_START = "<!-- shipped-run:start (written by `hpa publish` from report/run/results; do not edit) -->"
+README_END = "<!-- shipped-run:end -->"
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy atomically; a JSON file's paths inside the project become relative to it (no machine paths)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.suffix == ".json":
+        text = source.read_text(encoding="utf-8").replace(json.dumps(str(PROJ_ROOT) + "/")[1:-1], "")
+        write_text_atomic(target, text)
+        return
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _mirror(files: list[Path], source_root: Path, target_root: Path, pattern: str) -> None:
+    """Copy ``files`` (under ``source_root``) to ``target_root``; remove target files of ``pattern`` not copied."""
+    wanted = {target_root / f.relative_to(source_root) for f in files}
+    for f in files:
+        _copy(f, target_root / f.relative_to(source_root))
+    for old in target_root.glob(pattern) if target_root.is_dir() else []:
+        if old.is_file() and old not in wanted:
+            old.unlink()
+
+
+def publish(
+    run_dir: str | os.PathLike, shipped: Path = SHIPPED_RUN, figures: Path = FIGURES_DIR, readme: Path = README
+) -> Path:
+    """Ship the run in ``run_dir`` (see the module docstring); returns the rendered report's path."""
+    from hpa_utils.reporting.render import render_report
+
+    run_dir = Path(run_dir).resolve()
+    results = run_dir / "results"
+    if not (run_dir / "config.json").is_file() or not (results / "ensemble.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a finished run (config.json and results/ensemble.json are needed)")
+    tables = sorted(p for p in results.iterdir() if p.is_file() and p.suffix in (".csv", ".json"))
+    _mirror(tables, results, shipped / "results", "*")
+    _copy(run_dir / "config.json", shipped / "config.json")
+    _mirror(sorted((run_dir / "figures").glob("*.png")), run_dir / "figures", figures, "*.png")
+    html = render_report(shipped, shipped.parent / "report.html", figures_dir=figures)
+    update_readme(readme, shipped)
+    return html
+
+
+def render_shipped() -> Path:
+    """Re-render ``report/report.html`` from the committed tables and figures (no training)."""
+    from hpa_utils.reporting.render import render_report
+
+    if not (SHIPPED_RUN / "results").is_dir():
+        raise FileNotFoundError(f"{SHIPPED_RUN}: no shipped run; run `hpa run --preset standard` then `hpa publish`")
+    return render_report(SHIPPED_RUN, SHIPPED_REPORT, figures_dir=FIGURES_DIR)
+
+
+def readme_block(shipped: Path = SHIPPED_RUN) -> str:
+    """The README's tables of the shipped run, from its committed result files."""
+    from hpa_utils.reporting.results import load_results
+
+    results = load_results(shipped)
+    config = results["config"] or {}
+    run = results["run"] or {}
+    lines = [README_START, ""]
+    train = config.get("train", {})
+    stages = train.get("stages", {}).get("epochs", {})
+    lines.append(
+        f"The shipped report (`report/report.html`) is the `{config.get('preset', '?')}` run: "
+        f"{len(train.get('variants', []))} base variants of {train.get('base', {}).get('epochs', '?')} epochs and "
+        "their "
+        f"stages A/B/C of {stages.get('A', '?')}/{stages.get('B', '?')}/{stages.get('C', '?')} epochs, at "
+        f"{config.get('data', {}).get('image_size', '?')} px on the synthetic dataset; training the models took "
+        f"{_minutes(run.get('model_train_seconds'))} of worker time on {run.get('machine', 'n/a')}."
+    )
+    models = results["models"]
+    if models is not None and {"variant", "stage", "val_macro_f1"} <= set(models.columns):
+        pivot = models.pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="first")
+        pivot = pivot[[c for c in ("base", "A", "B", "C") if c in pivot.columns]]
+        lines += [
+            "",
+            "Validation macro F1 (threshold 0.5) by base variant and stage (`report/run/results/models.csv`):",
+            "",
+        ]
+        lines.append("| variant | " + " | ".join(pivot.columns) + " |")
+        lines.append("|---|" + "---|" * len(pivot.columns))
+        for variant, row in pivot.iterrows():
+            lines.append(f"| {variant} | " + " | ".join(_f3(v) for v in row) + " |")
+    summary = results["ensemble"]
+    if summary is not None:
+        members = [m for m, w in (summary.weights or {}).items() if w > 0]
+        lines += [
+            "",
+            f"Ensemble: {len(members)} members ({', '.join(members)}), weight = validation F1 - {_f3(summary.shift)}, "
+            f"threshold {_f3(summary.threshold)} ({summary.threshold_method}): validation {_f3(summary.val_f1)}, "
+            f"public {_f3(summary.public_f1)}, private {_f3(summary.private_f1)} (synthetic solution).",
+        ]
+    found = (results["findings"] or {}).get("findings") or []
+    if found:
+        lines += ["", "The original's findings, re-tested (`report/run/results/findings.json`):", ""]
+        lines += ["| finding | estimate [95% interval] | verdict |", "|---|---|---|"]
+        for f in found:
+            interval = "—" if f["estimate"] is None else f"{f['estimate']:+.3f} [{f['low']:+.3f}, {f['high']:+.3f}]"
+            lines.append(f"| {f['claim']} | {interval} | {f['verdict']} |")
+    lines += ["", README_END]
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path = README, shipped: Path = SHIPPED_RUN) -> bool:
+    """Rewrite the README's shipped-run block; False when there is no README or it has no such block."""
+    if not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        return False
+    before, rest = text.split(README_START, 1)
+    after = rest.split(README_END, 1)[1]
+    write_text_atomic(readme, before + readme_block(shipped) + after)
+    return True
+
+
+def _f3(value) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if pd.isna(number) else f"{number:.3f}"
+
+
+def _minutes(seconds) -> str:
+    try:
+        return f"{float(seconds) / 60:.0f} min"
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def shipped_config() -> dict:
+    """The shipped run's configuration (``report/run/config.json``)."""
+    return json.loads((SHIPPED_RUN / "config.json").read_text())

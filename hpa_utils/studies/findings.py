@@ -1,0 +1,312 @@
+"""The original report's findings, re-tested on this run: each with the numbers behind it, a 95% interval
+and a verdict that the numbers decide (never typed).
+
+Called by the ensemble study (notebook 04), which holds every model's validation probabilities and the
+test sets' (``results/findings.json``, read by the report's "Findings, re-tested" section). Intervals are
+bootstrap intervals over images (:mod:`hpa_utils.evaluation.bootstrap`), paired where two predictors are
+compared; the one claim about training curves has only one number per model, so its interval is over
+the base models. Verdicts:
+
+- ``reproduced``: the interval lies on the side the original's claim says (and, for the shift's 0.02,
+  includes a move of that size);
+- ``not reproduced``: it does not (the ``why`` says whether it includes zero or points the other way);
+- ``not testable``: this run lacks what the test needs (the ``why`` says what).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hpa_utils.evaluation.bootstrap import (
+    Interval,
+    mean_interval,
+    paired_f1_difference,
+    paired_mean_difference,
+    per_image_log_loss,
+)
+from hpa_utils.evaluation.ensemble import weighted_mean, weights_from_f1
+from hpa_utils.evaluation.metrics import binarize
+
+REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable"
+#: The model-level threshold: the models' validation F1 during training, as the original reported it.
+MODEL_THRESHOLD = 0.5
+
+
+@dataclass
+class Finding:
+    """One claim of the original and what this run says about it."""
+
+    key: str
+    claim: str
+    original: str
+    test: str
+    verdict: str
+    why: str
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    interval_over: str = ""
+    numbers: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _with(interval: Interval, over: str) -> dict:
+    return {"estimate": interval.estimate, "low": interval.low, "high": interval.high, "interval_over": over}
+
+
+def _side(interval: Interval, expected_sign: int, what: str) -> tuple[bool, str]:
+    """Whether ``interval`` lies on the expected side of 0, and a sentence saying where it lies."""
+    span = f"{interval.estimate:+.3f} (95% interval {interval.low:+.3f} to {interval.high:+.3f})"
+    if (expected_sign > 0 and interval.low > 0) or (expected_sign < 0 and interval.high < 0):
+        return True, f"{what} {span}: the interval excludes 0"
+    if interval.excludes_zero():
+        return False, f"{what} {span}: the interval excludes 0 on the other side"
+    return False, f"{what} {span}: the interval includes 0, so this run cannot tell"
+
+
+def _verdict(ok: bool) -> str:
+    return REPRODUCED if ok else NOT_REPRODUCED
+
+
+def still_improving(histories: Mapping[str, pd.DataFrame], original_epochs: int) -> Finding:
+    """Base models still improving when training stopped: mean last-quarter gain of validation macro F1."""
+    claim = "The base models were still improving when training stopped."
+    original = f"validation F1 ended around 0.30-0.35 after {original_epochs} epochs, some curves still rising"
+    gains, spans = [], []
+    for frame in histories.values():
+        f1 = frame["val_macro_f1"].to_numpy(dtype=np.float64)
+        if len(f1) < 2:
+            continue
+        k = max(1, round(len(f1) / 4))
+        gains.append(f1[-1] - f1[-1 - k])
+        spans.append(k)
+    epochs = max((len(f) for f in histories.values()), default=0)
+    test = (
+        f"gain of each base model's validation macro F1 (threshold {MODEL_THRESHOLD}) over its last "
+        f"{max(spans) if spans else 1} of {epochs} epochs, averaged over the base models"
+    )
+    if len(gains) < 2:
+        return Finding(
+            "still_improving", claim, original, test, NOT_TESTABLE, "fewer than two base models with two epochs"
+        )
+    interval = mean_interval(np.array(gains))
+    ok, why = _side(interval, +1, "mean gain")
+    rising = int(sum(g > 0 for g in gains))
+    why += f"; {rising} of {len(gains)} base models rose. This run stopped at epoch {epochs}, not {original_epochs}."
+    return Finding(
+        "still_improving", claim, original, test, _verdict(ok), why,
+        numbers={"rising": rising, "models": len(gains), "epochs": epochs}, **_with(interval, "base models"),
+    )  # fmt: skip
+
+
+def _final_by_variant(models: pd.DataFrame, stage: str) -> dict:
+    rows = models[models["stage"].astype(str) == stage]
+    return dict(zip(rows["variant"], rows["model"]))
+
+
+def fine_tuning_raises(models: pd.DataFrame, p_val: Mapping[str, np.ndarray], y_val: np.ndarray) -> Finding:
+    """Each base model's last fine-tuned stage against the base model itself, paired over validation images."""
+    claim = "Fine-tuning raises validation F1."
+    original = "base models about 0.30-0.35; the fine-tuned models about 0.42-0.47"
+    base = _final_by_variant(models, "base")
+    last_stage = _last_stage(models)
+    tuned = _final_by_variant(models, last_stage) if last_stage else {}
+    pairs = [(tuned[v], base[v]) for v in base if v in tuned and tuned[v] in p_val and base[v] in p_val]
+    test = (
+        f"validation macro F1 (threshold {MODEL_THRESHOLD}) of each base model's stage-{last_stage} model minus "
+        "the base model's, averaged over the base models"
+    )
+    if not pairs:
+        return Finding("fine_tuning", claim, original, test, NOT_TESTABLE, "no base model has a fine-tuned stage here")
+    interval = paired_f1_difference(
+        y_val,
+        [binarize(p_val[a], MODEL_THRESHOLD) for a, _ in pairs],
+        [binarize(p_val[b], MODEL_THRESHOLD) for _, b in pairs],
+    )
+    ok, why = _side(interval, +1, "mean gain")
+    return Finding(
+        "fine_tuning", claim, original, test, _verdict(ok), why,
+        numbers={"pairs": len(pairs), "stage": last_stage}, **_with(interval, "validation images, paired"),
+    )  # fmt: skip
+
+
+def _last_stage(models: pd.DataFrame) -> str | None:
+    from hpa_utils.training.stages import STAGE_ORDER
+
+    stages = [s for s in STAGE_ORDER if s != "base" and (models["stage"].astype(str) == s).any()]
+    return stages[-1] if stages else None
+
+
+def later_stages_overfit(
+    models: pd.DataFrame, histories: Mapping[str, pd.DataFrame], p_val: Mapping[str, np.ndarray], y_val: np.ndarray
+) -> Finding:
+    """Stage C against stage A: validation loss up (overfitting) while validation F1 still up."""
+    claim = "Later fine-tuning stages overfit slightly while validation F1 still rose."
+    original = "stages B and C (the dense head) overfit slightly, and validation F1 still rose"
+    a, c = _final_by_variant(models, "A"), _final_by_variant(models, "C")
+    pairs = [(c[v], a[v]) for v in a if v in c and c[v] in p_val and a[v] in p_val]
+    test = (
+        "the stage-C model against the stage-A model it continues (through B), per base model: change in "
+        f"validation loss (overfitting: up) and in validation macro F1 (threshold {MODEL_THRESHOLD}: up), "
+        "each averaged over the base models; the training loss from the models' histories"
+    )
+    if not pairs:
+        return Finding("later_stages_overfit", claim, original, test, NOT_TESTABLE, "no base model has stages A and C")
+    loss = paired_mean_difference(
+        [per_image_log_loss(y_val, p_val[x]) for x, _ in pairs], [per_image_log_loss(y_val, p_val[y]) for _, y in pairs]
+    )
+    f1 = paired_f1_difference(
+        y_val,
+        [binarize(p_val[x], MODEL_THRESHOLD) for x, _ in pairs],
+        [binarize(p_val[y], MODEL_THRESHOLD) for _, y in pairs],
+    )
+    train_change = [
+        float(histories[x]["loss"].iloc[-1] - histories[y]["loss"].iloc[-1])
+        for x, y in pairs
+        if x in histories and y in histories
+    ]
+    loss_ok, loss_why = _side(loss, +1, "validation loss change")
+    f1_ok, f1_why = _side(f1, +1, "validation macro F1 change")
+    falling = int(sum(t < 0 for t in train_change))
+    why = f"{loss_why}; {f1_why}; training loss fell in {falling} of {len(train_change)} base models."
+    return Finding(
+        "later_stages_overfit", claim, original, test, _verdict(loss_ok and f1_ok), why,
+        numbers={
+            "pairs": len(pairs),
+            "val_loss_change": loss.as_dict(),
+            "val_f1_change": f1.as_dict(),
+            "train_loss_fell": falling,
+        },
+        **_with(f1, "validation images, paired"),
+    )  # fmt: skip
+
+
+def _scored_set(sets: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray]):
+    """The held-out images to score ensembles on: the labelled test images (public and private), else
+    validation (on which the weights and thresholds were fitted, so optimistic)."""
+    parts = [name for name in ("public", "private") if name in sets]
+    if not parts:
+        return "validation (where the weights and threshold were fitted: optimistic)", sets["val"], labels["val"]
+    models = sets[parts[0]].keys()
+    probs = {m: np.concatenate([sets[part][m] for part in parts]) for m in models}
+    return "the labelled test images (public and private)", probs, np.concatenate([labels[p] for p in parts])
+
+
+def ensemble_beats_members(
+    sets: Mapping[str, Mapping[str, np.ndarray]],
+    labels: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    threshold: float,
+    member_thresholds: Mapping[str, float],
+    member_val_f1: Mapping[str, float],
+) -> Finding:
+    """The chosen weighted ensemble against its best member (best on validation), paired over images."""
+    claim = "The F1-weighted ensemble beats its members."
+    original = "public 0.448 and private 0.423 for the ensemble of models 0, 1, 2, 3, 4 and 6 (members not scored)"
+    members = [m for m, w in weights.items() if w > 0]
+    where, probs, y = _scored_set(sets, labels)
+    test = (
+        f"macro F1 of the chosen ensemble minus that of its best member (by validation F1), on {where}; each at its "
+        "own best global threshold on validation"
+    )
+    if len(members) < 2:
+        return Finding("ensemble_beats_members", claim, original, test, NOT_TESTABLE, "the ensemble has one member")
+    best = max(members, key=lambda m: member_val_f1[m])
+    ensemble = binarize(weighted_mean({m: probs[m] for m in members}, {m: weights[m] for m in members}), threshold)
+    interval = paired_f1_difference(y, ensemble, binarize(probs[best], member_thresholds[best]))
+    ok, why = _side(interval, +1, f"gain over {best}")
+    return Finding(
+        "ensemble_beats_members", claim, original, test, _verdict(ok), why,
+        numbers={"members": len(members), "best_member": best, "scored_on": where},
+        **_with(interval, "images, paired"),
+    )  # fmt: skip
+
+
+def shift_moves_public(
+    sets: Mapping[str, Mapping[str, np.ndarray]],
+    labels: Mapping[str, np.ndarray],
+    val_f1: pd.Series,
+    sweep: pd.DataFrame,
+    pair: tuple[float, float],
+    moved: float,
+) -> Finding:
+    """The ensembles at the original's two shifts (e.g. 0.34 and 0.36), paired over the public images."""
+    low_shift, high_shift = pair
+    claim = f"A shift of {high_shift:g} instead of {low_shift:g} moves the public score by about {moved:g}."
+    original = f"shift {low_shift:g} vs {high_shift:g} moved the public score by {moved:g}"
+    test = (
+        f"public macro F1 of the ensemble at shift {high_shift:g} minus that at {low_shift:g} (same members, "
+        "each at its own best global threshold on validation)"
+    )
+    if "public" not in sets:
+        return Finding("shift_moves_public", claim, original, test, NOT_TESTABLE, "this run has no public test labels")
+    rows = {}
+    for shift in pair:
+        hit = sweep[(sweep["shift"] - shift).abs() < 1e-9]
+        rows[shift] = None if hit.empty or hit.iloc[0]["n_models"] == 0 else hit.iloc[0]
+    if any(row is None for row in rows.values()):
+        return Finding(
+            "shift_moves_public", claim, original, test, NOT_TESTABLE,
+            f"no chosen model's validation F1 (best {val_f1.max():.3f} at threshold {MODEL_THRESHOLD}) is above "
+            f"{max(pair):g}: weight = F1 - shift leaves no member",
+        )  # fmt: skip
+    predictions = []
+    for shift, row in rows.items():
+        weights = weights_from_f1(val_f1, shift)
+        used = weights[weights > 0]
+        mean = weighted_mean({m: sets["public"][m] for m in used.index}, used)
+        predictions.append(binarize(mean, float(row["threshold"])))
+    interval = paired_f1_difference(labels["public"], predictions[1], predictions[0])
+    size_ok = interval.excludes_zero() and min(abs(interval.low), abs(interval.high)) <= moved <= max(
+        abs(interval.low), abs(interval.high)
+    )
+    span = f"{interval.estimate:+.3f} (95% interval {interval.low:+.3f} to {interval.high:+.3f})"
+    if not interval.excludes_zero():
+        why = f"public change {span}: the interval includes 0, so the shift does not measurably move the score here"
+    elif size_ok:
+        why = f"public change {span}: it moves the score, by an amount that includes {moved:g}"
+    else:
+        why = f"public change {span}: it moves the score, but the interval excludes a move of {moved:g}"
+    return Finding(
+        "shift_moves_public", claim, original, test, _verdict(size_ok), why,
+        numbers={f"members_at_{s:g}": int(r["n_models"]) for s, r in rows.items()},
+        **_with(interval, "public images, paired"),
+    )  # fmt: skip
+
+
+def equal_weights_public_private(
+    sets: Mapping[str, Mapping[str, np.ndarray]],
+    labels: Mapping[str, np.ndarray],
+    chosen: tuple[Mapping[str, float], float],
+    equal: tuple[Mapping[str, float], float],
+    n_models: int,
+) -> Finding:
+    """All models with equal weights against the chosen weighted ensemble, on public and on private."""
+    claim = "Equal weights over all models score lower on public but higher on private than the weighted ensemble."
+    original = "all 32 models, equal weights: public 0.428 (vs 0.448), private 0.428 (vs 0.423)"
+    test = (
+        f"macro F1 of the equal-weight ensemble of all {n_models} models minus that of the chosen ensemble, on the "
+        "public and on the private images, each ensemble at its own best global threshold on validation"
+    )
+    if "public" not in sets or "private" not in sets:
+        return Finding("equal_weights", claim, original, test, NOT_TESTABLE, "this run has no public/private labels")
+    changes = {}
+    for part in ("public", "private"):
+        predictions = [
+            binarize(weighted_mean({m: sets[part][m] for m in w if w[m] > 0}, {m: w[m] for m in w if w[m] > 0}), t)
+            for w, t in (equal, chosen)
+        ]
+        changes[part] = paired_f1_difference(labels[part], predictions[0], predictions[1])
+    public_ok, public_why = _side(changes["public"], -1, "public change")
+    private_ok, private_why = _side(changes["private"], +1, "private change")
+    return Finding(
+        "equal_weights", claim, original, test, _verdict(public_ok and private_ok), f"{public_why}; {private_why}.",
+        numbers={part: interval.as_dict() for part, interval in changes.items()},
+        **_with(changes["private"], "private images, paired"),
+    )  # fmt: skip

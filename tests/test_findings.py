@@ -1,0 +1,127 @@
+"""The real ensemble (at least two members, weights fitted with the scoring threshold rule), the bootstrap
+intervals, and the re-tested findings whose verdicts come from the numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpa_utils.data.labels import NUM_CLASSES
+from hpa_utils.evaluation.bootstrap import macro_f1_interval, mean_interval, paired_f1_difference
+from hpa_utils.evaluation.ensemble import choose_weights, compare_models, shift_sweep, weighted_mean
+from hpa_utils.evaluation.metrics import binarize, macro_f1
+from hpa_utils.evaluation.thresholds import best_global_threshold
+from hpa_utils.studies import findings
+
+
+def _labelled(rng, n: int, noise: float, y=None):
+    y = y if y is not None else (rng.random((n, NUM_CLASSES)) < 0.15).astype(np.uint8)
+    if y is not None:
+        y[np.arange(n), rng.integers(0, NUM_CLASSES, n)] = 1
+    p = np.clip(0.3 + 0.4 * y + rng.normal(0, noise, y.shape), 0, 1)
+    return y, p
+
+
+def _models(rng, n=300, noises=(0.15, 0.25, 0.3, 0.35)):
+    y, _ = _labelled(rng, n, 0.1)
+    probs = {f"m{i}": _labelled(rng, n, noise, y.copy())[1] for i, noise in enumerate(noises)}
+    return y, probs
+
+
+def test_the_fitted_shift_keeps_at_least_two_members():
+    rng = np.random.default_rng(0)
+    y, probs = _models(rng)
+    f1 = pd.Series({m: macro_f1(y, binarize(p, 0.5)) for m, p in probs.items()})
+    shifts = np.round(np.arange(0, f1.max(), 0.01), 2)
+    sweep = shift_sweep(probs, f1, y, shifts=shifts, threshold="fit")
+    assert (sweep["n_models"] == 1).any(), "the sweep reaches one-model shifts, which must not be chosen"
+    choice = choose_weights(f1, sweep, "fit", min_members=2)
+    assert len(choice.members) >= 2
+    row = sweep[(sweep["shift"] - choice.shift).abs() < 1e-9].iloc[0]
+    assert choice.threshold == row["threshold"]
+    # the threshold the shift was chosen with is the one the ensemble is then scored with
+    p_val = weighted_mean(probs, choice.weights)
+    assert choice.threshold == best_global_threshold(y, p_val)[0]
+    assert macro_f1(y, binarize(p_val, choice.threshold)) == pytest.approx(row["val_f1"])
+
+
+def test_a_fixed_shift_that_leaves_one_member_is_lowered_and_says_so():
+    rng = np.random.default_rng(1)
+    y, probs = _models(rng)
+    f1 = pd.Series({m: macro_f1(y, binarize(p, 0.5)) for m, p in probs.items()})
+    second = f1.sort_values().iloc[-2]
+    shifts = np.round(np.arange(0, f1.max(), 0.01), 2)
+    sweep = shift_sweep(probs, f1, y, shifts=shifts, threshold="fit")
+    with pytest.warns(UserWarning, match="leaves 1 model"):
+        choice = choose_weights(f1, sweep, float(np.round(second + 0.005, 3)), min_members=2)
+    assert len(choice.members) == 2 and choice.shift < second
+    assert "lowered" in choice.note
+
+
+def test_each_compared_predictor_is_scored_at_its_own_fitted_threshold():
+    rng = np.random.default_rng(2)
+    y, probs = _models(rng)
+    table = compare_models({"val": probs}, {"val": y}, {"all": {m: 1.0 for m in probs}}, threshold="fit")
+    for _, row in table.iterrows():
+        p = probs[row["name"]] if row["kind"] == "single" else weighted_mean(probs, {m: 1.0 for m in probs})
+        threshold, f1 = best_global_threshold(y, p)
+        assert row["threshold"] == threshold and row["val_f1"] == pytest.approx(f1)
+
+
+def test_bootstrap_intervals_cover_the_estimate_and_pair_the_images():
+    rng = np.random.default_rng(3)
+    y, probs = _models(rng)
+    good, bad = binarize(probs["m0"], 0.5), binarize(probs["m3"], 0.5)
+    single = macro_f1_interval(y, good)
+    assert single.low <= single.estimate <= single.high and single.high - single.low < 0.2
+    same = paired_f1_difference(y, good, good)
+    assert same.estimate == same.low == same.high == 0.0
+    better = paired_f1_difference(y, good, bad)
+    assert better.low > 0 and better.excludes_zero()
+    assert paired_f1_difference(y, bad, good).high < 0
+    spread = mean_interval(np.array([0.01, 0.02, 0.03]))
+    assert spread.low >= 0.01 and spread.high <= 0.03 and spread.estimate == pytest.approx(0.02)
+
+
+def _table(variants):
+    rows = []
+    for v in variants:
+        rows.append({"model": f"v{v}", "variant": v, "stage": "base"})
+        rows += [{"model": f"v{v}-{s}", "variant": v, "stage": s} for s in "ABC"]
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_come_from_the_intervals():
+    rng = np.random.default_rng(4)
+    y, _ = _labelled(rng, 400, 0.1)
+    table = _table([0, 1])
+    weak = {m: _labelled(rng, 400, 0.4, y.copy())[1] for m in table["model"]}
+    strong = {m: (_labelled(rng, 400, 0.12, y.copy())[1] if m.endswith("-C") else p) for m, p in weak.items()}
+    assert findings.fine_tuning_raises(table, strong, y).verdict == findings.REPRODUCED
+    same = {m: weak[f"v{m[1]}"] for m in weak}  # every stage predicts exactly what its base model does
+    result = findings.fine_tuning_raises(table, same, y)
+    assert result.verdict == findings.NOT_REPRODUCED and "includes 0" in result.why
+    worse = {m: (_labelled(rng, 400, 0.6, y.copy())[1] if m.endswith("-C") else strong[m]) for m in weak}
+    result = findings.fine_tuning_raises(table, worse, y)
+    assert result.verdict == findings.NOT_REPRODUCED and "other side" in result.why
+
+
+def test_a_finding_the_run_cannot_test_says_why():
+    rng = np.random.default_rng(5)
+    y, probs = _models(rng)
+    f1 = pd.Series({m: 0.2 for m in probs})
+    sweep = pd.DataFrame({"shift": [0.34, 0.36], "n_models": [0, 0], "threshold": [np.nan, np.nan]})
+    result = findings.shift_moves_public(
+        {"val": probs, "public": probs}, {"val": y, "public": y}, f1, sweep, (0.34, 0.36), 0.02
+    )
+    assert result.verdict == findings.NOT_TESTABLE and "0.36" in result.why
+    no_labels = findings.equal_weights_public_private({"val": probs}, {"val": y}, ({}, 0.5), ({}, 0.5), 4)
+    assert no_labels.verdict == findings.NOT_TESTABLE
+
+
+def test_still_improving_uses_the_last_quarter_of_each_history():
+    rising = {f"v{i}": pd.DataFrame({"val_macro_f1": [0.1, 0.2, 0.3, 0.4 + i / 100]}) for i in range(4)}
+    flat = {f"v{i}": pd.DataFrame({"val_macro_f1": [0.1, 0.2, 0.3, 0.3 + (i - 1.5) / 1000]}) for i in range(4)}
+    assert findings.still_improving(rising, 40).verdict == findings.REPRODUCED
+    assert findings.still_improving(flat, 40).verdict == findings.NOT_REPRODUCED
