@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import psutil
 import pytest
 from PIL import Image
@@ -29,7 +30,15 @@ EDA_FIGURES = [
     "eda_channel_stats",
     "eda_split_balance",
 ]
-TRAINING_FIGURES = ["fig1_base_models", "fig2_stage_A", "fig3_stage_B", "fig4_stage_C", "base_val_f1", "models_val_f1"]
+TRAINING_FIGURES = [
+    "fig1_base_models",
+    "fig2_stage_A",
+    "fig3_stage_B",
+    "fig4_stage_C",
+    "stages_continuous",
+    "base_val_f1",
+    "models_val_f1",
+]
 ENSEMBLE_FIGURES = ["ensemble_shift_sweep", "ensemble_comparison", "thresholds", "per_class_f1"]
 TABLES = [
     "dataset.json",
@@ -45,6 +54,8 @@ TABLES = [
     "thresholds.csv",
     "leaderboard.csv",
     "ensemble.json",
+    "ensemble_members.csv",
+    "findings.json",
     "run.json",
 ]
 
@@ -99,6 +110,36 @@ def test_smoke_run_executes_every_notebook_and_writes_figures_tables_submission_
     assert (out / "report" / "report.html").stat().st_size > 100_000
     assert record["preset"] == "smoke" and record["dataset"]["kind"] == "synthetic"  # its synth.json says so
     assert _ran(lines) == list(NOTEBOOK_NAMES)
+
+
+def test_one_predictor_scores_the_same_in_every_table(smoke_run):
+    """The comparison, the leaderboard (submissions as written and scored by `hpa score`), ensemble.json, the
+    members table and models.csv agree on every predictor they share; the ensemble has two members or more."""
+    out = smoke_run[0] / "results"
+    comparison = pd.read_csv(out / "ensemble_comparison.csv").set_index("name")
+    board = pd.read_csv(out / "leaderboard.csv")
+    summary = json.loads((out / "ensemble.json").read_text())
+    chosen = comparison[comparison["role"] == "chosen"].iloc[0]
+    equal = comparison[comparison["role"] == "equal_all"].iloc[0]
+    singles = comparison[comparison["role"] == "single"]
+    best = singles["val_f1"].idxmax()
+    expected = [chosen, equal, comparison.loc[best]]
+    assert len(board) == 3
+    for (_, row), want in zip(board.iterrows(), expected):
+        assert row["threshold"] == pytest.approx(want["threshold"])
+        assert row["public_f1"] == pytest.approx(want["public_f1"]) and row["private_f1"] == pytest.approx(
+            want["private_f1"]
+        )
+    assert summary["public_f1"] == pytest.approx(chosen["public_f1"]) and summary["threshold"] == pytest.approx(
+        chosen["threshold"]
+    )
+    assert sum(w > 0 for w in summary["weights"].values()) >= 2 and summary["n_members"] >= 2
+    members = pd.read_csv(out / "ensemble_members.csv").set_index("model")
+    models = pd.read_csv(out / "models.csv").set_index("model")
+    for model, row in members.iterrows():
+        assert row["val_f1_at_0.5"] == pytest.approx(models.loc[model, "val_macro_f1"])
+    findings = json.loads((out / "findings.json").read_text())["findings"]
+    assert len(findings) == 6 and {f["verdict"] for f in findings} <= {"reproduced", "not reproduced", "not testable"}
 
 
 def test_executed_notebooks_show_every_figure_they_save(smoke_run):

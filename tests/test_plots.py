@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import json
+import re
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,7 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from hpa_utils.data.labels import CLASS_NAMES, NUM_CLASSES, TRAIN_COUNTS  # noqa: E402
@@ -18,6 +27,7 @@ from hpa_utils.reporting import plots  # noqa: E402
 from hpa_utils.training.stages import STAGE_ORDER  # noqa: E402
 
 RNG_SEED = 0
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +94,88 @@ def _history(rng, epochs: int, exact: bool = False) -> pd.DataFrame:
     if exact:
         df["val_macro_f1"] = df["val_f1"] - 0.02
     return df
+
+
+def _legends(fig: Figure) -> list:
+    return [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+
+
+def _neutral(color) -> bool:
+    r, g, b = to_rgb(color)
+    return max(r, g, b) - min(r, g, b) < 0.02
+
+
+def _has_marker(line: Line2D) -> bool:
+    return line.get_marker() not in (None, "None", "none", "", " ")
+
+
+def _visible_points(line: Line2D) -> int:
+    """Finite points of a data line inside its axes' view (all finite points of a line not in data coordinates)."""
+    xy = np.asarray(line.get_xydata(), dtype=float).reshape(-1, 2)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if line.get_transform() == line.axes.transData:
+        (x0, x1), (y0, y1) = sorted(line.axes.get_xlim()), sorted(line.axes.get_ylim())
+        xy = xy[(xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)]
+    return len(xy)
+
+
+def _shows(line: Line2D) -> bool:
+    """A line is seen: a marker on at least one point, or a stroke through at least two."""
+    n = _visible_points(line)
+    return line.get_visible() and (n >= 1 if _has_marker(line) else n >= 2 and line.get_linestyle() != "None")
+
+
+def _drawn_like(handle: Line2D, line: Line2D) -> bool:
+    """``line`` looks like the legend's ``handle``: same line style and marker; same colour unless the handle is
+    grey/black (a key to line styles, drawn in every series' colour)."""
+    if line is handle:
+        return True
+    if line.get_linestyle() != handle.get_linestyle() or _has_marker(line) != _has_marker(handle):
+        return False
+    if _has_marker(handle) and line.get_marker() != handle.get_marker():
+        return False
+    return _neutral(handle.get_color()) or to_rgb(line.get_color()) == to_rgb(handle.get_color())
+
+
+def _assert_legend_handles_visible(fig: Figure) -> None:
+    """Every legend entry is drawn somewhere in the figure, visibly (not a one-point line without a marker)."""
+    fig.canvas.draw()
+    legends = _legends(fig)
+    assert legends, "the figure has no legend"
+    lines = [line for ax in fig.axes for line in ax.get_lines()]
+    patches = [patch for ax in fig.axes for patch in ax.patches]
+    for legend in legends:
+        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+            label = text.get_text()
+            if isinstance(handle, Line2D):
+                assert any(_drawn_like(handle, line) and _shows(line) for line in lines), f"legend {label!r} not drawn"
+            elif isinstance(handle, Patch):
+                color = to_rgb(handle.get_facecolor())
+                assert any(to_rgb(p.get_facecolor()) == color and p.get_visible() for p in patches), label
+
+
+def _tick_decimals(label: str) -> int:
+    match = re.search(r"\.(\d+)", label.replace("\u2212", "-"))
+    return len(match.group(1)) if match else 0
+
+
+def _assert_tick_labels_tidy(fig: Figure, max_decimals: int = 2) -> None:
+    """No y tick label with more than ``max_decimals`` decimals, no two equal labels, at least two ticks."""
+    fig.canvas.draw()
+    checked = 0
+    for ax in _data_axes(fig):
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        if not labels:  # a panel sharing its row's y axis shows no tick labels of its own
+            continue
+        checked += 1
+        (low, high) = sorted(ax.get_ylim())
+        shown = [t.get_text() for t, v in zip(ax.get_yticklabels(), ax.get_yticks()) if low <= v <= high]
+        assert len(shown) >= 2, f"{ax.get_title()!r}: fewer than two y ticks"
+        assert len(set(shown)) == len(shown), f"{ax.get_title()!r}: repeated y tick labels {shown}"
+        assert all(_tick_decimals(label) <= max_decimals for label in labels), f"{ax.get_title()!r}: {labels}"
+        for t in ax.get_xticklabels():
+            assert _tick_decimals(t.get_text()) == 0, f"{ax.get_title()!r}: epoch tick {t.get_text()!r}"
+    assert checked, "no y tick labels at all"
 
 
 # ---------------------------------------------------------------- style and saving
@@ -240,6 +332,22 @@ def test_split_balance_shows_counts_and_fraction(rng):
     assert "none" in [t.get_text() for t in fig.axes[1].texts]
 
 
+def test_split_balance_gives_the_share_of_images_and_names_the_share_of_labels():
+    train = np.zeros(NUM_CLASSES)
+    val = np.zeros(NUM_CLASSES)
+    train[[0, 25]], val[[0, 25]] = 75, 25  # 25 of 100 labels of each class in validation ...
+    fig = plots.plot_split_balance(train, val, n_train_images=80, n_val_images=25)  # ... but 25 of 105 images
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend[0].startswith("all images: 23.8% of images") and "(25 of 105)" in legend[0]
+    assert legend[1] == "all labels: 25.0% of labels"
+    _assert_legend_handles_visible(fig)
+    fig = plots.plot_split_balance(train, val)
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["all labels: 25.0% of labels"]  # no image count, no share of images claimed
+    with pytest.raises(ValueError, match="both"):
+        plots.plot_split_balance(train, val, n_val_images=25)
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -261,6 +369,67 @@ def test_training_curves_single_one_epoch_history_uses_markers(rng):
     _assert_labelled(fig, 4)
     line = fig.axes[0].get_lines()[0]
     assert line.get_marker() == "o" and len(line.get_xdata()) == 1
+
+
+def test_training_curves_single_epoch_stage_shows_every_legend_entry(rng):
+    history = _history(rng, 1, exact=True)
+    history[["f1", "val_f1"]] = [0.348, 0.3481]  # one point each: matplotlib alone would tick 0.34800, ...
+    history["val_macro_f1"] = history["val_f1"]  # equal: the dashed line lies on the solid one
+    fig = plots.plot_training_curves({"v1-B": history}, title="Base model 1, stage B")
+    _assert_legend_handles_visible(fig)
+    _assert_tick_labels_tidy(fig)
+    solid, dashed = fig.axes[3].get_lines()
+    assert dashed.get_linestyle() == "--" and dashed.get_zorder() > solid.get_zorder()
+    assert to_rgb(dashed.get_color()) != to_rgb(solid.get_color()) and dashed.get_marker() != solid.get_marker()
+    legend = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
+    assert any(text.startswith("exact macro F1") for text in legend)
+
+
+def test_training_curves_long_runs_keep_every_legend_entry_visible(rng):
+    histories = {"long": _history(rng, 40, exact=True), "one epoch": _history(rng, 1, exact=True)}
+    fig = plots.plot_training_curves(histories)
+    _assert_legend_handles_visible(fig)
+    _assert_tick_labels_tidy(fig)
+
+
+def _stage_histories(rng, epochs=(5, 2, 1, 1)) -> dict:
+    return {
+        stage: (f"v1-{stage}" if stage != "base" else "v1", _history(rng, n, exact=True))
+        for stage, n in zip(STAGE_ORDER, epochs, strict=True)
+    }
+
+
+def test_stage_chain_numbers_epochs_on_across_base_and_stages(rng):
+    histories = _stage_histories(rng)
+    shuffled = {stage: histories[stage] for stage in ("C", "A", "base", "B")}  # drawn in report order anyway
+    fig = plots.plot_stage_chain(shuffled, title="Base model 1: base training, then stages A, B and C")
+    _assert_labelled(fig, 4)
+    assert "Figure" not in fig._suptitle.get_text()
+    total = 5 + 2 + 1 + 1
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        assert low <= 1 and high >= total and high < total + 1
+        xs = np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in ax.get_lines()])
+        assert set(xs[np.isfinite(xs)].astype(int)) == set(range(1, total + 1))
+        assert [int(t) for t in ax.get_xticks()] == list(range(1, total + 1))
+        assert [t.get_text() for t in ax.texts] == ["base", "A", "B", "C"]
+    stage_lines = [line for line in fig.axes[0].get_lines() if line.get_label().startswith(("base", "A:", "B:", "C:"))]
+    spans = [list(np.asarray(line.get_xdata(), dtype=int)) for line in stage_lines]
+    assert spans == [[1, 2, 3, 4, 5], [6, 7], [8], [9]]
+    assert all(line.get_marker() == "o" for line in stage_lines)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[0].startswith("base model (v1, 5 epochs)") and "(v1-B, 1 epoch)" in legend[2]
+    _assert_legend_handles_visible(fig)
+    _assert_tick_labels_tidy(fig)
+
+
+def test_stage_chain_accepts_plain_histories_and_a_missing_stage(rng):
+    fig = plots.plot_stage_chain({"base": _history(rng, 3), "A": _history(rng, 2)})
+    assert fig.axes[0].get_xlim()[1] == pytest.approx(5.5)
+    with pytest.raises(ValueError, match="val_loss"):
+        plots.plot_stage_chain({"base": _history(rng, 3).drop(columns="val_loss")})
+    with pytest.raises(ValueError, match="non-empty"):
+        plots.plot_stage_chain({})
 
 
 def test_training_curves_rejects_missing_column(rng):
@@ -310,13 +479,75 @@ def test_shift_sweep_draws_each_score_and_marked_shifts():
             "private_f1": 0.42 + 0 * shifts,
         }
     )
-    fig = plots.plot_shift_sweep(df)
+    fig = plots.plot_shift_sweep(df, synthetic=False)
     _assert_labelled(fig, 1)
     ax = fig.axes[0]
     dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
     assert len(dotted) == 2
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["validation", "Kaggle public", "Kaggle private", "marked shifts"]
+    _assert_legend_handles_visible(fig)
+
+
+def _sweep() -> pd.DataFrame:
+    shifts = np.round(np.arange(0.0, 0.41, 0.02), 2)
+    return pd.DataFrame(
+        {"shift": shifts, "val_f1": 0.45 + 0 * shifts, "public_f1": 0.44 + 0 * shifts, "private_f1": 0.42 + 0 * shifts}
+    )
+
+
+def _comparison() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "name": ["model 0", "weighted (chosen)"],
+            "val_f1": [0.44, 0.49],
+            "public_f1": [0.43, 0.448],
+            "private_f1": [0.42, 0.423],
+            "kind": ["single", "ensemble"],
+        }
+    )
+
+
+def _thresholds(held_out: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "key": ["fixed", "global", "per_class"],
+            "held_out": held_out,
+            "method": ["fixed 0.5", "best global", "per-class"],
+            "fit_f1": [0.40, 0.46, 0.55],
+            "holdout_f1": [0.39, 0.45, 0.41],
+        }
+    )
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    return [t.get_text() for legend in _legends(fig) for t in legend.get_texts()]
+
+
+def test_synthetic_runs_name_the_public_and_private_parts_after_the_synthetic_solution():
+    figures = [
+        plots.plot_shift_sweep(_sweep(), synthetic=True),
+        plots.plot_ensemble_comparison(_comparison(), synthetic=True),
+    ]
+    for fig in figures:
+        texts = _legend_texts(fig)
+        assert "public (synthetic solution)" in texts and "private (synthetic solution)" in texts, texts
+        assert not any("Kaggle" in t for t in texts), texts
+    texts = _legend_texts(plots.plot_threshold_study(_thresholds("private"), synthetic=True))
+    assert texts == ["validation (thresholds fitted here)", "hold-out: private (synthetic solution)"]
+
+
+def test_set_labels_claim_no_source_unless_told():
+    for fig in (plots.plot_shift_sweep(_sweep()), plots.plot_ensemble_comparison(_comparison())):
+        texts = " ".join(_legend_texts(fig))
+        assert "Kaggle" not in texts and "synthetic" not in texts and "public (test labels)" in texts
+    assert plots.set_labels(False)["private_f1"] == "Kaggle private"
+    fig = plots.plot_shift_sweep(_sweep(), synthetic=True, labels={"val_f1": "validation (20%)"})
+    assert _legend_texts(fig)[0] == "validation (20%)"
+    texts = _legend_texts(plots.plot_threshold_study(_thresholds("validation half"), synthetic=True))
+    assert texts[1] == "hold-out: validation half"
+    with pytest.raises(ValueError, match="synthetic"):
+        plots.set_labels("yes")
 
 
 def test_ensemble_comparison_highlights_ensembles():
@@ -349,16 +580,91 @@ def test_threshold_study_grouped_bars():
     assert "per-class" in _tick_texts(fig.axes[0])
 
 
-def test_per_class_f1_with_counts_and_missing_class(rng):
+def test_per_class_f1_with_training_counts_and_missing_class(rng):
     f1 = rng.random(NUM_CLASSES)
     f1[27] = np.nan
     fig = plots.plot_per_class_f1(f1, counts=np.array(TRAIN_COUNTS))
     _assert_labelled(fig, 1)
     texts = _tick_texts(fig.axes[0])
-    assert "0 Nucleoplasm (n=12,885)" in texts
+    assert "0 Nucleoplasm (train n=12,885)" in texts  # training counts say so
     assert "n/a" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_per_class_f1_annotates_validation_counts_and_shows_absent_classes_as_na(rng):
+    val_counts = np.array(TRAIN_COUNTS) // 50
+    absent = int((val_counts == 0).sum())
+    assert val_counts[27] == 0 and val_counts[15] == 0  # rods & rings, microtubule ends: no validation image
+    f1 = np.round(rng.random(NUM_CLASSES), 2)
+    f1[val_counts == 0] = 0.0  # as metrics.f1_per_class scores them
+    fig = plots.plot_per_class_f1(f1, val_counts=val_counts)
+    _assert_labelled(fig, 1)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "0 Nucleoplasm (n=257)"
+    assert "27 Rods & rings (n=0)" in labels and "15 Microtubule ends (n=0)" in labels
+    values = {t.get_position()[1]: t.get_text() for t in ax.texts if t.get_position()[1] == round(t.get_position()[1])}
+    shown = {label.split(" (")[0]: values[y] for y, label in enumerate(labels)}
+    assert shown["27 Rods & rings"] == "n/a" and shown["15 Microtubule ends"] == "n/a"
+    assert shown["0 Nucleoplasm"] == f"{f1[0]:.2f}"
+    assert len(ax.patches) == NUM_CLASSES - absent  # no bar for a class absent from validation
+    notes = " ".join(t.get_text() for t in ax.texts)
+    assert f"averages all {NUM_CLASSES} classes" in notes and "as 0" in notes
+    legend = _legend_texts(fig)
+    assert legend[0] == f"macro F1 (all {NUM_CLASSES} classes) = {f1.mean():.3f}"
+    assert legend[1] == f"mean of the {NUM_CLASSES - absent} classes in validation = {f1[val_counts > 0].mean():.3f}"
+    _assert_legend_handles_visible(fig)
+
+
+def test_per_class_f1_rejects_counts_that_cannot_be_the_validation_images():
+    f1 = np.full(NUM_CLASSES, 0.5)
+    with pytest.raises(ValueError, match="no validation image"):
+        plots.plot_per_class_f1(f1, val_counts=np.r_[np.ones(NUM_CLASSES - 1), 0])
+    with pytest.raises(ValueError, match="val_counts"):
+        plots.plot_per_class_f1(f1, counts=np.ones(NUM_CLASSES), val_counts=np.ones(NUM_CLASSES))
 
 
 def test_per_class_f1_rejects_out_of_range():
     with pytest.raises(ValueError, match="0..1"):
         plots.plot_per_class_f1(np.full(NUM_CLASSES, 1.5))
+
+
+# ---------------------------------------------------------------- titles: the HTML report numbers the figures
+
+
+def _code_strings(source: str) -> list[str]:
+    """Every string literal of a code cell, f-strings' literal parts included."""
+    return [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_notebooks_titles_carry_no_figure_number():
+    assert len(NOTEBOOKS) >= 4
+    numbered = re.compile(r"\bFig(ure)?s?\.?\s*\d")
+    for notebook in NOTEBOOKS:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        for cell in cells:
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            found = [text for text in _code_strings(source) if numbered.search(text)]
+            assert not found, f"{notebook.name}: {found}"
+            assert "figure_variants}" not in source, f"{notebook.name}: a list put in a title as [0, 1, 2]"
+
+
+def test_plot_default_titles_carry_no_figure_number():
+    for name in plots.__all__:
+        function = getattr(plots, name)
+        if callable(function) and "title" in inspect.signature(function).parameters:
+            default = inspect.signature(function).parameters["title"].default
+            assert default is None or not re.search(r"Figure\s*\d", str(default)), name
+
+
+def test_format_list_writes_words():
+    assert plots.format_list([0, 1, 2, 3]) == "0, 1, 2 and 3"
+    assert plots.format_list([0, 1, 2, 3], "Base model") == "Base models 0, 1, 2 and 3"
+    assert plots.format_list([4], "Base model") == "Base model 4"
+    assert plots.format_list(["a", "b"]) == "a and b"
+    assert plots.format_list([], "class", "classes") == "classes none"

@@ -362,14 +362,17 @@ def choose_weights(
             choice says so in its ``note``; never silently.
 
     Returns:
-        A :class:`WeightChoice`.
+        A :class:`WeightChoice`; when no swept shift keeps enough members, equal weights with a NaN shift
+        and threshold (the caller fits the threshold on the equal-weight average) and a note.
     """
     f1, _ = _f1_series(f1_scores)
     need = min(min_members, len(f1))
     valid = sweep.dropna(subset=["val_f1"])
     enough = valid[valid["n_models"] >= need]
-    if enough.empty:
-        raise ValueError(f"no swept shift keeps {need} model(s) with a positive weight; sweep smaller shifts")
+    if enough.empty:  # e.g. a smoke run whose models learned nothing: every F1 is 0
+        note = f"no swept shift keeps {need} models with a positive weight (best F1 {f1.max():.3f}); equal weights"
+        warnings.warn(note, UserWarning, stacklevel=2)
+        return WeightChoice(shift=math.nan, weights=pd.Series(1.0, index=f1.index), threshold=math.nan, note=note)
     note = ""
     if shift_setting == "fit":
         row = enough.loc[enough["val_f1"].idxmax()]

@@ -46,6 +46,7 @@ FIGURES = {
     "fig2_stage_A": "Training curves of fine-tuning stage A (CNN part re-trained)",
     "fig3_stage_B": "Training curves of fine-tuning stage B (dense head re-trained)",
     "fig4_stage_C": "Training curves of fine-tuning stage C (dense head re-trained further)",
+    "stages_continuous": "Training curves of one base model and its stages A, B and C on one continuous epoch axis",
     "models_val_f1": "Validation macro F1 of every trained model, by base model and stage",
     "ensemble_shift_sweep": "Ensemble macro F1 as a function of the weight shift",
     "ensemble_comparison": "Macro F1 of single models and ensembles",
@@ -150,7 +151,41 @@ class _Builder:
         ).format(self.tables, escape(caption), Markup(body))
 
 
-def _environment() -> Environment:
+def count(number, noun: str) -> str:
+    """``3 models``, ``1 model``: a count with its noun in the right number."""
+    value = to_number(number)
+    if value is None:
+        return f"n/a {noun}s"
+    value = int(value)
+    return f"{value:,} {noun}{'' if value == 1 else 's'}"
+
+
+def shown_path(value, root: Path | None) -> str:
+    """A path as the report shows it: relative to the project when inside it, else only its folder's name
+    (a reader needs to know which data, not the machine's layout)."""
+    text = str(value)
+    path = Path(text)
+    if not path.is_absolute():
+        return text
+    if root is not None:
+        try:
+            return str(path.resolve().relative_to(root))
+        except ValueError:
+            pass
+    return path.name or text
+
+
+def project_root(start: Path) -> Path | None:
+    """The project a run lives in: the nearest folder above ``start`` with a ``pyproject.toml``."""
+    for folder in [start.resolve(), *start.resolve().parents]:
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return None
+
+
+def _environment(root: Path | None = None) -> Environment:
+    from hpa_utils.evaluation.bootstrap import N_RESAMPLES
+
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=StrictUndefined, lstrip_blocks=True
     )
@@ -159,8 +194,13 @@ def _environment() -> Environment:
         sf3=lambda v: _f3(v, signed=True),
         duration=_duration,
         thousands=lambda v: "n/a" if to_number(v) is None else f"{int(to_number(v)):,}",
+        count=count,
+        lowerfirst=lambda text: str(text)[:1].lower() + str(text)[1:],
+        shown_path=lambda v: shown_path(v, root),
     )
-    env.globals.update(not_available=not_available, original=ORIGINAL_REPORT, context=CONTEXT_SCORES)
+    env.globals.update(
+        not_available=not_available, original=ORIGINAL_REPORT, context=CONTEXT_SCORES, n_resamples=N_RESAMPLES
+    )
     return env
 
 
@@ -198,13 +238,18 @@ def _figure_models(params: dict) -> dict:
     }
 
 
-def _context_tables(results: dict) -> dict:
+def _shown_value(key: str, value, root: Path | None) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    if value is not None and (key.endswith("dir") or key.endswith("_dir")):
+        return shown_path(value, root)
+    return str(value)
+
+
+def _context_tables(results: dict, root: Path | None = None) -> dict:
     run = results.get("run") or {}
     params = flat_config(results.get("config") or run.get("config") or {})
-    params_list = [
-        (key, ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
-        for key, value in params.items()
-    ]
+    params_list = [(key, _shown_value(key, value, root)) for key, value in params.items()]
     notebooks = list((run.get("notebooks") or {}).items())
     counts = results.get("class_counts")
     if has_columns(counts, "count"):  # share: fraction of the images that carry the class, here and in Kaggle's
@@ -227,8 +272,9 @@ def _context_tables(results: dict) -> dict:
 def render_html(results: dict) -> str:
     """The report's HTML text for already loaded ``results``."""
     builder = _Builder(results)
+    root = project_root(Path(results["output_dir"])) if results.get("output_dir") else None
     return (
-        _environment()
+        _environment(root)
         .get_template("report.html.j2")
         .render(
             r=results,
@@ -238,14 +284,19 @@ def render_html(results: dict) -> str:
             ref=builder.ref,
             table=builder.table,
             extra_figures=builder.extra,
-            **_context_tables(results),
+            **_context_tables(results, root),
         )
         .lstrip()
     )
 
 
-def render_report(output_dir: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
-    """Render the report of the run in ``output_dir`` to ``out_path`` (default ``OUT/report/report.html``).
+def render_report(
+    output_dir: str | os.PathLike,
+    out_path: str | os.PathLike | None = None,
+    figures_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Render the report of the run in ``output_dir`` to ``out_path`` (default ``OUT/report/report.html``),
+    with the figures of ``figures_dir`` (default ``OUT/figures``).
 
     The file is written to a temporary file beside it, then renamed: a reader never sees half a report.
     """
@@ -253,5 +304,5 @@ def render_report(output_dir: str | os.PathLike, out_path: str | os.PathLike | N
     if not output_dir.is_dir():
         raise FileNotFoundError(f"{output_dir}: no such run output directory; run the notebooks first")
     out_path = Path(out_path) if out_path else output_dir / "report" / "report.html"
-    html = render_html(load_results(output_dir))
+    html = render_html(load_results(output_dir, figures_dir))
     return write_atomic(out_path, lambda tmp: tmp.write_bytes(html.encode("utf-8")))

@@ -147,6 +147,8 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     shift, weights, threshold = choice.shift, choice.weights, choice.threshold
     threshold_method = "best global on validation" if settings.threshold == "fit" else "fixed"
     p_val = ensemble.weighted_mean(chosen_sets["val"], weights)
+    if np.isnan(threshold):  # equal weights (no shift kept two members): the threshold by the same rule
+        threshold = ensemble.fit_threshold(labels["val"], p_val, settings.threshold)
     save_table(sweep, paths.results / "shift_sweep.csv")
 
     # the report's comparison: single models, the weighted ensemble, all models with equal weights; every
@@ -254,7 +256,12 @@ def _findings(table, paths, sets, labels, chosen_f1, sweep, choice, thresholds_b
         findings.fine_tuning_raises(table, sets["val"], labels["val"]),
         findings.later_stages_overfit(table, histories, sets["val"], labels["val"]),
         findings.ensemble_beats_members(
-            sets, labels, dict(choice.weights), choice.threshold, thresholds_by_name, dict(val_f1)
+            sets,
+            labels,
+            dict(choice.weights),
+            thresholds_by_name[ENSEMBLE_NAMES[CHOSEN]],
+            thresholds_by_name,
+            dict(val_f1),
         ),
         findings.shift_moves_public(
             sets, labels, chosen_f1, sweep, ORIGINAL_REPORT["shift_pair"], ORIGINAL_REPORT["shift_pair_public_diff"]
@@ -262,7 +269,7 @@ def _findings(table, paths, sets, labels, chosen_f1, sweep, choice, thresholds_b
         findings.equal_weights_public_private(
             sets,
             labels,
-            (dict(choice.weights), choice.threshold),
+            (dict(choice.weights), thresholds_by_name[ENSEMBLE_NAMES[CHOSEN]]),
             (equal, thresholds_by_name[ENSEMBLE_NAMES[EQUAL_ALL]]),
             len(equal),
         ),

@@ -119,8 +119,9 @@ class FineTunedModels:
         models: every model of the run, base and stages (``results/models.csv``), columns as
             :attr:`BaseModels.models`.
         scores: validation macro F1, base variants (rows) by stage (columns, in report order).
-        figure_variant: the base variant whose stages Figures 2-4 show.
-        stage_histories: stage name -> (model name, per-epoch history) of that variant.
+        figure_variant: the base variant whose stages the stage figures show.
+        stage_histories: model kind in report order (``"base"``, ``"A"``, ``"B"``, ``"C"``) -> (model name,
+            per-epoch history) of that variant: its base model, then each stage.
     """
 
     models: pd.DataFrame
@@ -153,7 +154,7 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
     variants = list(config.train.variants)
     shown = config.report.stage_figure_variant if config.report.stage_figure_variant in variants else variants[0]
     scores = table.pivot(index="variant", columns="stage", values="val_macro_f1")
-    names = {stage.name: stage_name(shown, stage.name) for stage in STAGES}
+    names = {kind: stage_name(shown, kind) for kind in STAGE_ORDER}
     return FineTunedModels(
         models=table,
         scores=scores[[s for s in STAGE_ORDER if s in scores.columns]],

@@ -10,8 +10,10 @@ alone. Importing the package changes no global state (no backend choice, no rcPa
 
 Modules: :mod:`.style` (theme, saving, shared input helpers); :mod:`.eda` (label
 statistics); :mod:`.images` (composites, montages, channel intensity);
-:mod:`.training` (curves, per-model scores, stages); :mod:`.evaluation`
-(ensembles, thresholds, per-class F1).
+:mod:`.training` (curves, one model's stages on one epoch axis, per-model scores, stages);
+:mod:`.evaluation` (ensembles, thresholds, per-class F1; :func:`set_labels` names the test set's parts).
+:func:`format_list` writes a list for a title ("Base models 0, 1, 2 and 3"). Titles carry no figure
+number: the HTML report numbers its figures.
 """
 
 from hpa_utils.reporting.plots.eda import (
@@ -25,12 +27,19 @@ from hpa_utils.reporting.plots.evaluation import (
     plot_per_class_f1,
     plot_shift_sweep,
     plot_threshold_study,
+    set_labels,
 )
 from hpa_utils.reporting.plots.images import plot_channel_stats, plot_montage, rgb_composite
-from hpa_utils.reporting.plots.style import save_figure, use_style
-from hpa_utils.reporting.plots.training import plot_model_scores, plot_stage_heatmap, plot_training_curves
+from hpa_utils.reporting.plots.style import format_list, save_figure, use_style
+from hpa_utils.reporting.plots.training import (
+    plot_model_scores,
+    plot_stage_chain,
+    plot_stage_heatmap,
+    plot_training_curves,
+)
 
 __all__ = [
+    "format_list",
     "plot_channel_stats",
     "plot_class_counts",
     "plot_cooccurrence",
@@ -41,10 +50,12 @@ __all__ = [
     "plot_per_class_f1",
     "plot_shift_sweep",
     "plot_split_balance",
+    "plot_stage_chain",
     "plot_stage_heatmap",
     "plot_threshold_study",
     "plot_training_curves",
     "rgb_composite",
     "save_figure",
+    "set_labels",
     "use_style",
 ]

@@ -191,19 +191,36 @@ def plot_cooccurrence(
 
 
 @_styled
-def plot_split_balance(train_counts, val_counts, title: str = "Train / validation split per class") -> Figure:
+def plot_split_balance(
+    train_counts,
+    val_counts,
+    title: str = "Train / validation split per class",
+    *,
+    n_train_images: int | None = None,
+    n_val_images: int | None = None,
+) -> Figure:
     """Images per class in train and validation (log scale), and the validation share.
+
+    The per-class counts add up labels, not images (an image with two labels counts in two classes), so
+    the overall validation share of images comes from the numbers of images, when given; the share of
+    the labels is drawn too, named so.
 
     Args:
         train_counts: images per class in train: Series indexed by class id or (28,) array.
         val_counts: the same for validation.
         title: figure title.
+        n_train_images, n_val_images: the numbers of training and validation images (give both): the
+            line "all images: x% of images" is drawn from them.
 
     Returns:
         The figure: counts axes and validation-fraction axes (classes on a shared y axis).
     """
     train = _as_counts(train_counts, "train_counts")
     val = _as_counts(val_counts, "val_counts")
+    if (n_train_images is None) != (n_val_images is None):
+        raise ValueError("give both n_train_images and n_val_images, or neither")
+    if n_train_images is not None and (n_train_images < 0 or n_val_images < 0 or n_train_images + n_val_images == 0):
+        raise ValueError(f"image counts must be >= 0 and not both 0, got {n_train_images} and {n_val_images}")
     total = train + val
     order = list(total.sort_values(ascending=False, kind="stable").index)
     train, val, total = train[order].to_numpy(), val[order].to_numpy(), total[order].to_numpy()
@@ -224,14 +241,23 @@ def plot_split_balance(train_counts, val_counts, title: str = "Train / validatio
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = np.where(total > 0, val / total, np.nan)
     right.barh(y, np.nan_to_num(fraction), 0.7, color=colors[1])
-    overall = val.sum() / total.sum() if total.sum() else 0.0
-    right.axvline(overall, color="black", linestyle=":", label=f"all images: {overall:.1%}")
+    label_share = val.sum() / total.sum() if total.sum() else 0.0
+    overall = label_share
+    if n_train_images is not None:
+        overall = n_val_images / (n_train_images + n_val_images)
+        right.axvline(
+            overall,
+            color="black",
+            linestyle=":",
+            label=f"all images: {overall:.1%} of images\n({n_val_images:,} of {n_train_images + n_val_images:,})",
+        )
+    right.axvline(label_share, color="0.45", linestyle="--", label=f"all labels: {label_share:.1%} of labels")
     for yi, f, v in zip(y, fraction, val, strict=True):
         text = "no image" if np.isnan(f) else ("none" if v == 0 else f"{f:.0%}")
         right.text(
             (0 if np.isnan(f) else f) + 0.01, yi, text, va="center", fontsize=9, color="#b00000" if v == 0 else "black"
         )
-    right.set_xlim(0, max(np.nanmax(np.append(fraction, 0)), overall) * 1.25 + 0.05)
+    right.set_xlim(0, max(np.nanmax(np.append(fraction, 0)), overall, label_share) * 1.25 + 0.05)
     right.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     right.set_xlabel("validation share of the class's images")
     right.set_title("validation fraction")

@@ -20,6 +20,7 @@ import pandas as pd
 import seaborn as sns
 from cycler import cycler
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 from hpa_utils.data.labels import CLASS_NAMES, NUM_CLASSES
 from hpa_utils.io import write_atomic
@@ -152,3 +153,70 @@ def _palette(n: int) -> list:
 
 def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(str(text), width)) or str(text)
+
+
+def format_list(items, noun: str | None = None, plural: str | None = None) -> str:
+    """Items as words for a title: ``[0, 1, 2, 3]`` -> ``"0, 1, 2 and 3"``.
+
+    Args:
+        items: the items (any iterable; each shown with ``str``).
+        noun: optional noun put first, in the plural when there is not exactly one item:
+            ``format_list([0, 1], "Base model")`` -> ``"Base models 0 and 1"``, ``format_list([2], "Base model")``
+            -> ``"Base model 2"``.
+        plural: the noun's plural when it is not ``noun + "s"``.
+
+    Returns:
+        The text; ``"none"`` (after the plural noun, if any) for no items.
+    """
+    words = [str(item) for item in items]
+    if not words:
+        text = "none"
+    elif len(words) == 1:
+        text = words[0]
+    else:
+        text = f"{', '.join(words[:-1])} and {words[-1]}"
+    if noun is None:
+        return text
+    return f"{noun if len(words) == 1 else (plural or noun + 's')} {text}"
+
+
+# --------------------------------------------------------------------------- axis helpers
+
+#: The smallest y range an F1 or loss axis shows: with at most 6 ticks from steps of 1, 2 or 5, a range of
+#: 0.04 or more gives tick steps of 0.01 or more, so two decimals label every tick exactly.
+_MIN_SPAN = 0.04
+
+
+def _value_limits(values, min_span: float = _MIN_SPAN, headroom: float = 0.0) -> tuple[float, float]:
+    """Y limits for ``values`` (NaN ignored): their range, widened to ``min_span`` around its middle, plus
+    a margin (and ``headroom``, a share of the range, on top). The limits of non-negative values start
+    at most a hair below zero (shifted up, keeping the range)."""
+    array = np.asarray(values, dtype=float)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return 0.0, 1.0
+    low, high = float(array.min()), float(array.max())
+    if high - low < min_span:
+        middle = (low + high) / 2
+        low, high = middle - min_span / 2, middle + min_span / 2
+    span = high - low
+    bottom, top = low - 0.08 * span, high + (0.08 + headroom) * span
+    floor = min(float(array.min()), 0.0) - 0.02 * span
+    if array.min() >= 0 and bottom < floor:  # shift up, keeping the range (and so the tick step)
+        bottom, top = floor, top + floor - bottom
+    return bottom, top
+
+
+def _two_decimal_axis(axis) -> None:
+    """Ticks at steps of 1, 2 or 5 (times a power of ten) labelled with two decimals."""
+    axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
+    axis.set_major_formatter(FormatStrFormatter("%.2f"))
+
+
+def _epoch_axis(ax, first: int, last: int) -> None:
+    """Integer epoch ticks: one per epoch up to 20 epochs, else at most 12."""
+    ax.set_xlim(first - 0.5, last + 0.5)
+    if last - first < 20:
+        ax.set_xticks(np.arange(int(first), int(last) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=12, integer=True))

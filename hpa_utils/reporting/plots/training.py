@@ -1,4 +1,5 @@
-"""Training figures: training curves, validation F1 per model, and the base variant x stage heatmap.
+"""Training figures: training curves, one model's stages on one epoch axis, validation F1 per model, and the
+base variant x stage heatmap.
 
 Stages (their order and labels) come from :mod:`hpa_utils.training.stages`, the project's one table
 of stages; that module is plain data and imports no deep-learning library.
@@ -12,13 +13,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
 
-from hpa_utils.reporting.plots.style import _PALETTE, _palette, _require_columns, _styled
-from hpa_utils.training.stages import STAGE_LABELS, stage_rank
+from hpa_utils.reporting.plots.style import (
+    _PALETTE,
+    _epoch_axis,
+    _palette,
+    _require_columns,
+    _styled,
+    _two_decimal_axis,
+    _value_limits,
+)
+from hpa_utils.training.stages import STAGE_LABELS, STAGE_ORDER, stage_rank
 
 _HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "f1", "val_f1")
 
@@ -29,82 +38,230 @@ def _stage_order(stages) -> list[str]:
     return sorted(present, key=stage_rank)
 
 
-@_styled
-def plot_training_curves(histories, title: str = "Training curves") -> Figure:
-    """The report's four curves per model: train/validation loss and F1 per epoch.
+#: The four panels of a training-curve figure: (history column, panel title, y label), row by row.
+_PANELS = (
+    ("loss", "train loss", "binary cross-entropy"),
+    ("val_loss", "validation loss", "binary cross-entropy"),
+    ("f1", "train F1", "macro F1"),
+    ("val_f1", "validation F1", "macro F1"),
+)
+_EXACT = "val_macro_f1"
+_MARKERS_UP_TO = 25  # epochs: a series this short (or a single epoch) is drawn with a marker per epoch
 
-    Args:
-        histories: dict model name -> history DataFrame (or a single DataFrame),
-            one row per epoch with columns ``epoch`` (1-based), ``loss``,
-            ``val_loss``, ``f1``, ``val_f1`` and optionally ``val_macro_f1``
-            (exact macro F1 on the whole validation set), drawn dashed in the
-            model's colour on the validation-F1 panel.
-        title: figure title.
 
-    Returns:
-        The figure: a 2x2 grid (train loss, validation loss, train F1,
-        validation F1); losses share a y axis, and so do the F1 panels.
-    """
+def _history_items(histories) -> dict[str, pd.DataFrame]:
     if isinstance(histories, pd.DataFrame):
         histories = {"model": histories}
     if not isinstance(histories, Mapping) or not histories:
         raise ValueError("histories must be a non-empty dict of model name -> history DataFrame")
     for name, history in histories.items():
         _require_columns(history, _HISTORY_COLUMNS, f"history of {name!r}")
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), sharex=True, sharey="row", layout="constrained")
-    panels = [
-        (axes[0, 0], "loss", "train loss", "binary cross-entropy"),
-        (axes[0, 1], "val_loss", "validation loss", "binary cross-entropy"),
-        (axes[1, 0], "f1", "train F1", "macro F1"),
-        (axes[1, 1], "val_f1", "validation F1", "macro F1"),
+        if history.empty:
+            raise ValueError(f"history of {name!r} has no epoch")
+    return {str(name): history.sort_values("epoch") for name, history in histories.items()}
+
+
+def _has_exact(history: pd.DataFrame) -> bool:
+    return _EXACT in history.columns and bool(history[_EXACT].notna().any())
+
+
+def _darker(color, amount: float = 0.45) -> tuple:
+    """``color`` mixed with black: the exact macro F1's dashes stay visible on top of the Keras F1 line."""
+    return tuple(float(c) * (1 - amount) for c in to_rgb(color))
+
+
+def _draw_history(axes, x, history: pd.DataFrame, color, marker: str | None, label: str) -> Line2D:
+    """The four curves of one history at positions ``x``; the exact macro F1 dashed on the validation-F1
+    panel. Returns the train-loss line (labelled ``label``), the legend's handle for this series."""
+    first = None
+    for ax, (column, _, _) in zip(axes.flat, _PANELS, strict=True):
+        (line,) = ax.plot(x, history[column], color=color, marker=marker, markersize=5, linewidth=1.8, zorder=2)
+        first = first or line
+    first.set_label(label)
+    if _has_exact(history):
+        axes[1, 1].plot(
+            x,
+            history[_EXACT],
+            color=_darker(color),
+            linestyle="--",
+            linewidth=1.3,
+            marker="D" if marker else None,
+            markersize=7,
+            markerfacecolor="none",
+            markeredgewidth=1.2,
+            zorder=3,
+        )
+    return first
+
+
+def _exact_handles(histories, marker: str | None, prefix: str = "") -> list[Line2D]:
+    """The key to the validation-F1 panel's two line styles; none when no exact macro F1 is drawn."""
+    exact = [h for h in histories if _has_exact(h)]
+    if not exact:
+        return []
+    same = all(np.nanmax(np.abs(h[_EXACT] - h["val_f1"]).to_numpy(dtype=float), initial=0) < 5e-4 for h in exact)
+    return [
+        Line2D(
+            [],
+            [],
+            color="0.35",
+            marker=marker,
+            markersize=5,
+            linewidth=1.8,
+            label=f"{prefix}Keras F1Score (whole epoch)",
+        ),
+        Line2D(
+            [],
+            [],
+            color="0.15",
+            linestyle="--",
+            linewidth=1.3,
+            marker="D" if marker else None,
+            markersize=7,
+            markerfacecolor="none",
+            label=f"{prefix}exact macro F1" + (" (= Keras F1 here)" if same else ""),
+        ),
     ]
-    colors = _palette(len(histories))
-    longest = max(len(h) for h in histories.values())
-    marker = "o" if longest <= 25 else None
-    exact = False
-    handles = []
-    for color, (name, history) in zip(colors, histories.items(), strict=True):
-        history = history.sort_values("epoch")
-        for ax, column, _, _ in panels:
-            ax.plot(history["epoch"], history[column], color=color, marker=marker, markersize=4)
-        if "val_macro_f1" in history.columns and history["val_macro_f1"].notna().any():
-            exact = True
-            axes[1, 1].plot(
-                history["epoch"],
-                history["val_macro_f1"],
-                color=color,
-                linestyle="--",
-                marker=marker,
-                markersize=4,
-                markerfacecolor="white",
-            )
-        handles.append(Line2D([], [], color=color, marker=marker, label=str(name)))
-    first = min(h["epoch"].min() for h in histories.values())
-    last = max(h["epoch"].max() for h in histories.values())
-    axes[0, 0].set_xlim(first - 0.5, last + 0.5)  # the x axis is shared by all four panels
-    for ax, _, panel_title, ylabel in panels:
+
+
+def _finish_panels(axes, rows: list[list], headroom: float = 0.0) -> None:
+    """Titles, labels, and y axes per row (shared): the data's range, at least 0.04, two-decimal ticks."""
+    for ax, (_, panel_title, ylabel) in zip(axes.flat, _PANELS, strict=True):
         ax.set_title(panel_title)
         ax.set_ylabel(ylabel)
-        if last - first < 10:  # short runs (even 1 epoch): a tick per epoch
-            ax.set_xticks(np.arange(int(first), int(last) + 1))
-        else:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes[1]:
         ax.set_xlabel("epoch")
         ax.tick_params(axis="x", labelbottom=True)
-    for ax in axes[0]:
-        ax.set_xlabel("epoch")
-        ax.tick_params(axis="x", labelbottom=True)
-    if exact:
-        axes[1, 1].legend(
-            handles=[
-                Line2D([], [], color="grey", label="Keras F1Score (whole epoch)"),
-                Line2D([], [], color="grey", linestyle="--", label="exact macro F1"),
-            ],
-            loc="best",
-            framealpha=0.9,
-        )
+        _two_decimal_axis(ax.yaxis)
+    for row, values in zip(axes, rows, strict=True):
+        row[0].set_ylim(*_value_limits(np.concatenate([np.asarray(v, dtype=float) for v in values]), headroom=headroom))
+
+
+def _row_values(histories) -> list[list]:
+    """The values each row of panels shows (losses; F1 with the exact macro F1)."""
+    losses = [h[c] for h in histories for c in ("loss", "val_loss")]
+    scores = [h[c] for h in histories for c in ("f1", "val_f1", _EXACT) if c in h.columns]
+    return [losses, scores]
+
+
+@_styled
+def plot_training_curves(histories, title: str = "Training curves") -> Figure:
+    """The report's four curves per model: train/validation loss and F1 per epoch.
+
+    Every series is visible: a model trained for one epoch (or up to 25) is drawn with a marker per
+    epoch; the exact macro F1 is dashed in a darker shade, with hollow diamonds, on top of the Keras F1.
+    Y axes span at least 0.04 and are labelled with two decimals; epochs are integer ticks.
+
+    Args:
+        histories: dict model name -> history DataFrame (or a single DataFrame),
+            one row per epoch with columns ``epoch`` (1-based), ``loss``,
+            ``val_loss``, ``f1``, ``val_f1`` and optionally ``val_macro_f1``
+            (exact macro F1 on the whole validation set), drawn dashed in a
+            darker shade of the model's colour on the validation-F1 panel.
+        title: figure title.
+
+    Returns:
+        The figure: a 2x2 grid (train loss, validation loss, train F1,
+        validation F1); losses share a y axis, and so do the F1 panels.
+    """
+    histories = _history_items(histories)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), sharex=True, sharey="row", layout="constrained")
+    colors = _palette(len(histories))
+    handles = []
+    markers = []
+    for color, (name, history) in zip(colors, histories.items(), strict=True):
+        marker = "o" if len(history) <= _MARKERS_UP_TO else None
+        markers.append(marker)
+        handles.append(_draw_history(axes, history["epoch"], history, color, marker, name))
+    first = min(int(h["epoch"].min()) for h in histories.values())
+    last = max(int(h["epoch"].max()) for h in histories.values())
+    _epoch_axis(axes[0, 0], first, last)  # the x axis is shared by all four panels
+    _finish_panels(axes, _row_values(histories.values()))
+    keys = _exact_handles(histories.values(), "o" if "o" in markers else None)
+    if keys:
+        axes[1, 1].legend(handles=keys, loc="best", framealpha=0.9)
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), title="model")
+    fig.suptitle(title)
+    return fig
+
+
+def _stage_entries(histories_by_stage) -> list[tuple[str, str | None, pd.DataFrame]]:
+    """(stage, model name or None, history) in report order, from stage -> history or (name, history)."""
+    if not isinstance(histories_by_stage, Mapping) or not histories_by_stage:
+        raise ValueError("histories_by_stage must be a non-empty dict of stage -> history (or (model, history))")
+    by_stage = {str(stage): value for stage, value in histories_by_stage.items()}
+    entries = []
+    for stage in _stage_order(by_stage):
+        value = by_stage[stage]
+        name, history = value if isinstance(value, tuple) else (None, value)
+        _require_columns(history, _HISTORY_COLUMNS, f"history of stage {stage!r}")
+        if history.empty:
+            raise ValueError(f"history of stage {stage!r} has no epoch")
+        entries.append((stage, None if name is None else str(name), history.sort_values("epoch")))
+    return entries
+
+
+@_styled
+def plot_stage_chain(
+    histories_by_stage, title: str = "Base model, then fine-tuning stages A, B and C, on one epoch axis"
+) -> Figure:
+    """One model's whole training on one continuous epoch axis: the base model's epochs, then each stage's.
+
+    Epochs are numbered on across stages (base 1..n, stage A n+1.., and so on); each stage is a shaded,
+    labelled span in its colour (the colours of :func:`plot_model_scores`), separated by vertical lines,
+    and a thin grey line joins the stages. Every epoch has a marker, so a one-epoch stage shows. The four
+    panels are those of :func:`plot_training_curves`, the exact validation macro F1 dashed as there.
+
+    Args:
+        histories_by_stage: stage (``"base"``, ``"A"``, ``"B"``, ``"C"``) -> history DataFrame, or ->
+            ``(model name, history)`` as :attr:`hpa_utils.studies.training.FineTunedModels.stage_histories`;
+            columns as :func:`plot_training_curves`, ``epoch`` counting from 1 within the stage. Drawn in
+            report order whatever the dict's order; a stage may be missing.
+        title: figure title.
+
+    Returns:
+        The figure: a 2x2 grid (train loss, validation loss, train F1, validation F1).
+    """
+    entries = _stage_entries(histories_by_stage)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), sharex=True, sharey="row", layout="constrained")
+    colors = _palette(len(entries))
+    shifted, spans, handles = [], [], []
+    offset = 0
+    for color, (stage, name, history) in zip(colors, entries, strict=True):
+        x = history["epoch"].to_numpy() + offset
+        n = len(history)
+        label = STAGE_LABELS.get(stage, stage)
+        label += f" ({name + ', ' if name else ''}{n} epoch{'s' if n != 1 else ''})"
+        handles.append(_draw_history(axes, x, history, color, "o", label))
+        shifted.append(history.assign(epoch=x))
+        spans.append((stage, offset + 1, int(x.max()), color))
+        offset = int(x.max())
+    chain = pd.concat(shifted, ignore_index=True)
+    for ax, (column, _, _) in zip(axes.flat, _PANELS, strict=True):
+        ax.plot(chain["epoch"], chain[column], color="0.6", linewidth=1, zorder=1)
+        for k, (stage, start, end, color) in enumerate(spans):
+            ax.axvspan(start - 0.5, end + 0.5, color=color, alpha=0.12, linewidth=0, zorder=0)
+            if k:
+                ax.axvline(start - 0.5, color="0.4", linewidth=1, zorder=1)
+            ax.annotate(
+                "base" if stage == STAGE_ORDER[0] else stage,
+                ((start + end) / 2, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, -4),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=10,
+                fontweight="bold",
+                color=_darker(color, 0.3),
+            )
+    _epoch_axis(axes[0, 0], 1, offset)
+    _finish_panels(axes, _row_values(shifted), headroom=0.15)  # room at the top for the stage names
+    for ax in axes[1]:
+        ax.set_xlabel("epoch (numbered on across the stages)")
+    handles += _exact_handles(
+        shifted, "o", prefix="validation F1: "
+    )  # in the figure's legend: the panel's top holds the stage names
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, title="stage (colour) and line style")
     fig.suptitle(title)
     return fig
 
