@@ -125,3 +125,14 @@ def test_still_improving_uses_the_last_quarter_of_each_history():
     flat = {f"v{i}": pd.DataFrame({"val_macro_f1": [0.1, 0.2, 0.3, 0.3 + (i - 1.5) / 1000]}) for i in range(4)}
     assert findings.still_improving(rising, 40).verdict == findings.REPRODUCED
     assert findings.still_improving(flat, 40).verdict == findings.NOT_REPRODUCED
+
+
+def test_the_per_image_loss_averages_to_keras_binary_cross_entropy():
+    from hpa_utils.evaluation.bootstrap import per_image_log_loss
+    from hpa_utils.training.backend import keras
+
+    rng = np.random.default_rng(6)
+    y = (rng.random((50, NUM_CLASSES)) < 0.2).astype("float32")
+    p = rng.random((50, NUM_CLASSES)).astype("float32")
+    keras_loss = float(keras.losses.BinaryCrossentropy()(y, p))
+    assert per_image_log_loss(y, p).mean() == pytest.approx(keras_loss, rel=1e-5)

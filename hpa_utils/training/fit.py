@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hpa_utils.evaluation.bootstrap import per_image_log_loss
 from hpa_utils.evaluation.metrics import binarize, keras_f1_metric, macro_f1
 from hpa_utils.io import write_atomic, write_text_atomic
 from hpa_utils.training.backend import keras
@@ -231,6 +232,4 @@ def fit_model(
 
 def binary_crossentropy(y_true: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> float:
     """Mean binary cross-entropy over samples and classes (Keras' loss, clipped as Keras clips)."""
-    p = np.clip(probabilities.astype(np.float64), eps, 1 - eps)
-    y = y_true.astype(np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(per_image_log_loss(y_true, probabilities, eps).mean())
