@@ -668,3 +668,25 @@ def test_format_list_writes_words():
     assert plots.format_list([4], "Base model") == "Base model 4"
     assert plots.format_list(["a", "b"]) == "a and b"
     assert plots.format_list([], "class", "classes") == "classes none"
+
+
+def test_a_comparison_of_many_models_is_one_row_each_best_first():
+    from hpa_utils.reporting.plots.evaluation import DOT_PLOT_ROWS
+
+    n = DOT_PLOT_ROWS + 20
+    df = pd.DataFrame(
+        {
+            "name": [f"m{i}" for i in range(n)] + ["weighted (chosen)"],
+            "kind": ["single"] * n + ["ensemble"],
+            "val_f1": list(np.linspace(0.1, 0.3, n)) + [0.35],
+            "public_f1": list(np.linspace(0.1, 0.3, n)) + [0.34],
+        }
+    )
+    fig = plots.plot_ensemble_comparison(df, synthetic=True)
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(ticks) == n + 1 and ticks[0] == "weighted (chosen)" and ticks[1] == f"m{n - 1}"
+    assert fig.get_size_inches()[1] < 0.35 * (n + 1) + 2.5  # one short row per predictor, not a bar group
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "public (synthetic solution)" in legend
+    plt.close(fig)

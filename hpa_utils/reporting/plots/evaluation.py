@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from hpa_utils.data.labels import NUM_CLASSES
@@ -128,6 +129,42 @@ def plot_shift_sweep(
     return fig
 
 
+#: Above this many rows the comparison is drawn as a dot plot (one row per predictor) instead of grouped bars.
+DOT_PLOT_ROWS = 12
+
+
+def _comparison_dots(names, is_ensemble, values, metrics, title, series_names) -> Figure:
+    """One row per model or ensemble, one marker per score; ensembles on a highlighted band, best first."""
+    order = np.argsort(-np.nan_to_num(values[:, 0], nan=-1.0), kind="stable")
+    fig, ax = plt.subplots(figsize=(10, 1.8 + 0.3 * len(names)), layout="constrained")
+    markers = dict(zip(metrics, ("o", "s", "D"), strict=False))
+    colors = dict(zip(metrics, _palette(len(metrics)), strict=True))
+    for row, index in enumerate(order):
+        if is_ensemble[index]:
+            ax.axhspan(row - 0.5, row + 0.5, color="#fff2b3", zorder=0)
+        finite = values[index][np.isfinite(values[index])]
+        if finite.size:
+            ax.hlines(row, finite.min(), finite.max(), color="0.6", linewidth=1, zorder=1)
+        for metric, value in zip(metrics, values[index], strict=True):
+            if np.isfinite(value):
+                ax.plot(value, row, markers[metric], color=colors[metric], markersize=6, zorder=2)
+    ax.set_yticks(range(len(order)), [names[i] for i in order])
+    for tick, index in zip(ax.get_yticklabels(), order, strict=True):
+        if is_ensemble[index]:
+            tick.set_fontweight("bold")
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel("macro F1")
+    ax.set_ylabel("model / ensemble (best on validation first)")
+    handles = [
+        Line2D([], [], marker=markers[m], color=colors[m], linestyle="", label=series_names[m]) for m in metrics
+    ]
+    handles.append(Patch(color="#fff2b3", label="ensemble (bold)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
+    ax.set_title(title)
+    return fig
+
+
 @_styled
 def plot_ensemble_comparison(
     df: pd.DataFrame,
@@ -160,6 +197,8 @@ def plot_ensemble_comparison(
     names = [_wrap(n, 34) for n in _row_names(df, ("name", "model"))]
     is_ensemble = (df["kind"].astype(str) == "ensemble").to_numpy()
     values = df[metrics].to_numpy(dtype=float)
+    if len(df) > DOT_PLOT_ROWS:  # many models (e.g. 32): one row each, a marker per score, readable at report size
+        return _comparison_dots(names, is_ensemble, values, metrics, title, _series_labels(synthetic, labels))
     # Each row gets one bar slot per score it has (a single model often has validation only).
     slots = np.maximum(np.isfinite(values).sum(axis=1), 1)
     gap = 0.7
