@@ -51,9 +51,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(f1_per_class(y_true, y_pred)))
 
 
-def binarize(
-    probabilities: np.ndarray, thresholds: float | np.ndarray = 0.5, at_least_one: bool = True
-) -> np.ndarray:
+def binarize(probabilities: np.ndarray, thresholds: float | np.ndarray = 0.5, at_least_one: bool = True) -> np.ndarray:
     """Threshold probabilities (N, C) with one global or (C,) per-class thresholds.
 
     The project's one scoring convention (every score of a predictor, in every table, figure and

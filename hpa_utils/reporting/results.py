@@ -40,6 +40,7 @@ JSON_FILES = {
 }
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
 
+
 def load_results(output_dir: str | os.PathLike, figures_dir: str | os.PathLike | None = None) -> dict:
     """Everything a run wrote that the report uses; what is absent is None (tables, dicts) or left out.
 

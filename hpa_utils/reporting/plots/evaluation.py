@@ -156,9 +156,7 @@ def _comparison_dots(names, is_ensemble, values, metrics, title, series_names) -
     ax.grid(axis="y", visible=False)
     ax.set_xlabel("macro F1")
     ax.set_ylabel("model / ensemble (best on validation first)")
-    handles = [
-        Line2D([], [], marker=markers[m], color=colors[m], linestyle="", label=series_names[m]) for m in metrics
-    ]
+    handles = [Line2D([], [], marker=markers[m], color=colors[m], linestyle="", label=series_names[m]) for m in metrics]
     handles.append(Patch(color="#fff2b3", label="ensemble (bold)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
     ax.set_title(title)
