@@ -290,8 +290,8 @@ def test_ensemble_sentences_follow_the_comparison_and_the_findings(fake_run):
 def test_findings_section_shows_each_verdict_from_the_file(fake_run):
     text = _text(render_report(fake_run).read_text())
     section = text.split("5. Findings of the original, re-tested")[1].split("6. Discussion")[0]
-    assert "reproduced : mean gain +0.060" in section and "not testable : no chosen model" in section
-    assert "+0.060 [+0.030, +0.090]" in section
+    assert "reproduced: mean gain +0.060" in section and "not testable: no chosen model" in section
+    assert "+0.060 [+0.030, +0.090]" in section and "95% interval +0.030 to +0.090" in section
     assert "In all: 1 reproduced, 1 not reproduced, 1 not testable." in section
     path = fake_run / "results" / "findings.json"
     raw = json.loads(path.read_text())

@@ -30,10 +30,11 @@ README_END = "<!-- shipped-run:end -->"
 
 
 def _copy(source: Path, target: Path) -> None:
-    """Copy atomically; a JSON file's paths inside the project become relative to it (no machine paths)."""
+    """Copy atomically; in a JSON or CSV file, paths inside the project become relative to it (no machine paths)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if source.suffix == ".json":
-        text = source.read_text(encoding="utf-8").replace(json.dumps(str(PROJ_ROOT) + "/")[1:-1], "")
+    if source.suffix in (".json", ".csv"):
+        root = str(PROJ_ROOT) + "/"
+        text = source.read_text(encoding="utf-8").replace(json.dumps(root)[1:-1], "").replace(root, "")
         write_text_atomic(target, text)
         return
     tmp = target.with_name(f".{target.name}.tmp")
