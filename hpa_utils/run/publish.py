@@ -157,8 +157,3 @@ def _minutes(seconds) -> str:
         return f"{float(seconds) / 60:.0f} min"
     except (TypeError, ValueError):
         return "n/a"
-
-
-def shipped_config() -> dict:
-    """The shipped run's configuration (``report/run/config.json``)."""
-    return json.loads((SHIPPED_RUN / "config.json").read_text())
