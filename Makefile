@@ -14,7 +14,7 @@ $(BIN)/hpa: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(BIN)/hpa
 
-.PHONY: help venv run test lint bench lab report report-pdf publish clean
+.PHONY: help venv run test lint bench scale lab report report-pdf publish clean
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -31,6 +31,9 @@ lint: $(BIN)/hpa ## ruff on the library, the tests and the notebooks
 
 bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 	$(BIN)/hpa bench $(ARGS)
+
+scale: $(BIN)/hpa ## Kaggle-scale rehearsal: 43k synthetic 512-px Ids (~30 GB, hours), every step but training
+	$(BIN)/hpa scale $(ARGS)
 
 lab: $(BIN)/hpa ## JupyterLab on the project (notebooks/, runs/, figures/, report/ in its file browser)
 	$(BIN)/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)

@@ -64,3 +64,26 @@ def real_sample() -> Path:
     if not (REAL_SAMPLE / "train.csv").is_file():
         pytest.skip(f"real HPA sample not found at {REAL_SAMPLE}")
     return REAL_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory):
+    """The smoke preset's synthetic dataset (160 + 40 Ids at 128 px), generated once."""
+    from hpa_utils.data.synth import generate_dataset
+
+    base = tmp_path_factory.mktemp("smoke")
+    generate_dataset(base / "data", n_train=160, n_test=40, size=128, seed=0)
+    return base
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_data):
+    """`hpa run --preset smoke` on it, once (default executor): (run dir, run record, log lines, data dir)."""
+    from hpa_utils.run.runner import run
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HPA_CACHE_DIR", str(smoke_data / "cache"))
+    lines: list[str] = []
+    record = run("smoke", data_dir=smoke_data / "data", output_dir=smoke_data / "out", log=lines.append, echo=False)
+    yield smoke_data / "out", record, lines, smoke_data / "data"
+    mp.undo()

@@ -76,25 +76,6 @@ def _ran(lines: list[str]) -> list[str]:
     return [name for name in NOTEBOOK_NAMES if any(f"{name}: done" in line for line in lines)]
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    from hpa_utils.data.synth import generate_dataset
-
-    base = tmp_path_factory.mktemp("smoke")
-    generate_dataset(base / "data", n_train=160, n_test=40, size=128, seed=0)
-    return base
-
-
-@pytest.fixture(scope="module")
-def smoke_run(smoke_data):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HPA_CACHE_DIR", str(smoke_data / "cache"))
-    lines: list[str] = []
-    record = run("smoke", data_dir=smoke_data / "data", output_dir=smoke_data / "out", log=lines.append, echo=False)
-    yield smoke_data / "out", record, lines, smoke_data / "data"
-    mp.undo()
-
-
 def test_smoke_run_executes_every_notebook_and_writes_figures_tables_submission_report(smoke_run):
     out, record, lines, _ = smoke_run
     for name in NOTEBOOK_NAMES:

@@ -158,32 +158,58 @@ def test_skip_when_complete_and_refuse_foreign_dirs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "empty", "foreign"]
 
 
-def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
+def test_an_interrupted_build_leaves_no_dataset_and_the_next_call_resumes_it(tmp_path, monkeypatch):
+    params = {"n_train": 6, "n_test": 2, "size": 48, "workers": 1}
     real_write = synth.writer._write_image
     calls = []
 
+    interrupted = []
+
     def flaky(prefix, channels):
-        calls.append(prefix)
-        if len(calls) == 4:
+        calls.append(Path(prefix).name)
+        if len(calls) == 4 and not interrupted:
+            interrupted.append(True)
             raise KeyboardInterrupt
         real_write(prefix, channels)
 
     monkeypatch.setattr(synth.writer, "_write_image", flaky)
     with pytest.raises(KeyboardInterrupt):
-        synth.generate_dataset(tmp_path / "ds", n_train=6, n_test=2, size=48, workers=1)
+        synth.generate_dataset(tmp_path / "ds", **params)
     assert len(calls) == 4
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".ds.partial"]  # nothing that looks like a dataset
+    assert len(list((tmp_path / ".ds.partial" / "train").glob("*.png"))) == 3 * 4
+
+    calls.clear()
+    summary = synth.generate_dataset(tmp_path / "ds", **params)
+    assert summary["skipped"] is False and len(calls) == 8 - 3  # only the images not written before
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+    monkeypatch.setattr(synth.writer, "_write_image", real_write)
+    fresh = synth.generate_dataset(tmp_path / "fresh", **params)
+    for path in sorted((tmp_path / "fresh").rglob("*.*")):
+        resumed = tmp_path / "ds" / path.relative_to(tmp_path / "fresh")
+        assert resumed.read_bytes() == path.read_bytes(), resumed
+    assert fresh["skipped"] is False
+
+
+def test_a_partial_build_of_other_parameters_is_discarded(tmp_path):
+    partial = tmp_path / ".ds.partial"
+    (partial / "train").mkdir(parents=True)
+    (partial / "synth.json").write_text('{"n_train": 99}')
+    (partial / "train" / "stale_green.png").write_bytes(b"old")
+    synth.generate_dataset(tmp_path / "ds", n_train=2, n_test=1, size=32, workers=1)
+    assert not partial.exists() and not (tmp_path / "ds" / "train" / "stale_green.png").exists()
 
 
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the patch must reach the workers")
-def test_failing_worker_leaves_nothing(tmp_path, monkeypatch):
+def test_failing_worker_leaves_no_dataset(tmp_path, monkeypatch):
     def broken(prefix, channels):
         raise OSError("disk full")
 
     monkeypatch.setattr(synth.writer, "_write_image", broken)
     with pytest.raises(OSError, match="disk full"):
         synth.generate_dataset(tmp_path / "ds", n_train=40, n_test=8, size=32, workers=2)
-    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "ds").exists()
+    assert not list((tmp_path / ".ds.partial").rglob("*.png"))
 
 
 def test_prints_nothing_by_default(tmp_path, capfd):

@@ -39,6 +39,11 @@ def csv_line(row_index: int) -> int:
     return int(row_index) + 2
 
 
+def row_source(split: str, index: int) -> str:
+    """Where Id number ``index`` of ``split`` comes from: ``train.csv line N`` or ``sample_submission.csv line N``."""
+    return f"{'train.csv' if split == 'train' else 'sample_submission.csv'} line {csv_line(index)}"
+
+
 def check_id(sample_id: object) -> str | None:
     """Return a problem sentence if ``sample_id`` is not a plain file-name stem, else None."""
     if not isinstance(sample_id, str) or not sample_id.strip():
@@ -317,8 +322,9 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _check_sample_files(image_dir: Path, sample_id: str, decode: bool) -> tuple[list[str], list[str]]:
-    """Problems of one sample's four files, and their sizes as 'WxH' strings."""
+def _check_sample_files(image_dir: Path, sample_id: str, decode: bool, where: str = "") -> tuple[list[str], list[str]]:
+    """Problems of one sample's four files (each ending with ``(where)``, the CSV line), and their sizes as
+    'WxH' strings."""
     problems, sizes = [], []
     shapes = {}
     for channel, path in zip(CHANNELS, channel_paths(image_dir, sample_id)):
@@ -328,13 +334,14 @@ def _check_sample_files(image_dir: Path, sample_id: str, decode: bool) -> tuple[
             else:
                 width, height = _check_header(path)
         except DataError as error:
-            problems.append(str(error))
+            problems.append(f"{error} ({where})" if where else str(error))
             continue
         shapes[channel] = (width, height)
         sizes.append(f"{width}x{height}")
     if len(set(shapes.values())) > 1:
         detail = ", ".join(f"{c} {w}x{h}" for c, (w, h) in shapes.items())
-        problems.append(f"{image_dir / sample_id}_*.png: channels have different sizes ({detail})")
+        suffix = f" ({where})" if where else ""
+        problems.append(f"{image_dir / sample_id}_*.png: channels have different sizes ({detail}){suffix}")
     return problems, sizes
 
 
@@ -362,15 +369,15 @@ def validate_dataset(
     report.n_train, report.n_test = len(dataset.train), len(dataset.test_ids)
     report.class_counts = dataset.y.sum(axis=0)
     report.labels_per_image = dict(Counter(len(labels) for labels in dataset.train["labels"]))
-    jobs = [(dataset.train_dir, i) for i in dataset.train_ids]
+    jobs = [(dataset.train_dir, i, row_source("train", n)) for n, i in enumerate(dataset.train_ids)]
     if dataset.test_ids:
         if not dataset.test_dir.is_dir():
             report.problems.append(f"{dataset.test_dir}: image folder not found (sample_submission.csv lists test Ids)")
         else:
-            jobs += [(dataset.test_dir, i) for i in dataset.test_ids]
+            jobs += [(dataset.test_dir, i, row_source("test", n)) for n, i in enumerate(dataset.test_ids)]
     sizes: Counter[str] = Counter()
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        for problems, found in pool.map(lambda job: _check_sample_files(job[0], job[1], decode), jobs):
+        for problems, found in pool.map(lambda job: _check_sample_files(job[0], job[1], decode, job[2]), jobs):
             report.problems.extend(problems)
             sizes.update(found)
     report.image_sizes = dict(sizes)

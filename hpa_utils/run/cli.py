@@ -234,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("solution", type=Path, help="solution.csv (Id,Target,Usage)")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser(
+        "scale",
+        help="the Kaggle-scale rehearsal: 31,072 + 11,702 synthetic 512-px Ids, every step that does not train",
+        add_help=False,
+    )
+    p.add_argument("options", nargs="*", help="see hpa scale --help")
+
     return parser
 
 
@@ -241,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     from hpa_utils.run import runtime
 
     runtime.configure()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["scale"]:  # its own options (hpa_utils.run.scale)
+        from hpa_utils.run.scale import main as scale_main
+
+        return scale_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

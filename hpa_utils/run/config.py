@@ -147,6 +147,8 @@ class TrainConfig:
     processes: int | Literal["auto"]
     base: BaseTrainConfig
     stages: StagesConfig
+    executor: Literal["local", "ray"] = "local"  # ray: each model a Ray task (hpa_utils.training.cluster)
+    ray_address: str | None = None  # ray: a cluster's address; null starts a local Ray
 
 
 @dataclass(frozen=True)

@@ -303,6 +303,9 @@ def report_device(config: RunConfig, log: Callable[[str], None] = print) -> None
     device = detect_device()
     processes, threads = plan_processes(config.train.processes, len(config.train.variants), gpus=len(device.gpus))
     side = f", {processes} training jobs side by side ({threads} thread(s) each)" if processes > 1 else ""
+    if config.train.executor == "ray":
+        where = config.train.ray_address or "a local Ray started for the run"
+        side = f", each model a Ray task on {where}"
     log(f"hpa run: {device.describe()}{side}")
     warning = cpu_warning(config, device)
     if warning:

@@ -169,15 +169,23 @@ def _train(config: RunConfig, jobs: list, log: Callable[[str], None]) -> None:
     from hpa_utils.training.executor import plan_processes, run_jobs
     from hpa_utils.training.plan import Estimate
 
+    if config.train.executor == "ray":
+        from hpa_utils.training.cluster import ray_session, run_jobs_on_ray
+
+        with ray_session(config.train.ray_address, log=log) as slots:
+            estimate = Estimate(work_plan(config, processes=slots), log)
+            run_jobs_on_ray(jobs, log=log, on_epoch=estimate)
+        return
     gpus = len(detect_device().gpus)
     processes, threads = plan_processes(config.train.processes, len(jobs), gpus=gpus)
     estimate = Estimate(work_plan(config, gpus=gpus), log)
     run_jobs(jobs, processes=processes, threads=threads, log=log, on_epoch=estimate)
 
 
-def work_plan(config: RunConfig, gpus: int = 0) -> WorkPlan:
+def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) -> WorkPlan:
     """The training and prediction the run has left: its models without a finished summary, and every
-    model's validation and test predictions not stored yet (notebook 04)."""
+    model's validation and test predictions not stored yet (notebook 04). ``processes``: jobs at once
+    (default: as ``train.processes`` plans them on this machine)."""
     from hpa_utils.data.dataset import open_dataset
     from hpa_utils.training.executor import plan_processes
     from hpa_utils.training.plan import PlannedJob, WorkPlan
@@ -205,8 +213,9 @@ def work_plan(config: RunConfig, gpus: int = 0) -> WorkPlan:
     predict = sum(
         n_val * (f"{m}_val" not in stored and m not in to_train) + n_test * (f"{m}_test" not in stored) for m in models
     )
-    processes, _ = plan_processes(config.train.processes, len(config.train.variants), gpus=gpus)
-    return WorkPlan(jobs, predict, processes)
+    if processes is None:
+        processes, _ = plan_processes(config.train.processes, len(config.train.variants), gpus=gpus)
+    return WorkPlan(jobs, predict, min(processes, max(1, len(config.train.variants))))
 
 
 def _run_models(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:

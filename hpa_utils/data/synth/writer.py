@@ -77,11 +77,16 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 
 
 def _write_image(prefix: Path, channels: dict[str, np.ndarray]) -> None:
-    """Write ``{prefix}_{channel}.png`` for the four channels."""
+    """Write ``{prefix}_{channel}.png`` for the four channels, each atomically (temp name, then rename),
+    so a file with the final name is always a whole PNG."""
     for name in CHANNELS:
-        path = f"{prefix}_{name}.png"
-        if not cv2.imwrite(path, channels[name]):
-            raise OSError(f"could not write {path}")
+        path = Path(f"{prefix}_{name}.png")
+        ok, encoded = cv2.imencode(".png", channels[name])
+        if not ok:
+            raise OSError(f"could not encode {path}")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, path)
 
 
 def _render_chunk(folder: str, split: str, seed: int, size: int, items: list[tuple[int, str, list[int]]]) -> int:
@@ -167,32 +172,56 @@ def _summary(out_dir: Path, params: dict, seconds: float, skipped: bool) -> dict
     }
 
 
+def _done_ids(folder: Path) -> set[str]:
+    """Ids whose four PNGs are all in ``folder`` (written by an earlier, interrupted run)."""
+    if not folder.is_dir():
+        return set()
+    counts: dict[str, int] = {}
+    for entry in os.scandir(folder):
+        name = entry.name
+        if name.startswith("."):  # a temp file of an interrupted write
+            os.unlink(entry.path)
+            continue
+        stem, _, channel = name.rpartition("_")
+        if channel[:-4] in CHANNELS and name.endswith(".png"):
+            counts[stem] = counts.get(stem, 0) + 1
+    return {stem for stem, n in counts.items() if n == len(CHANNELS)}
+
+
 def _render_all(folder: Path, params: dict, plan, workers: int, progress: bool) -> None:
-    """Render every image into ``folder``/train and ``folder``/test, in a process pool if workers > 1."""
+    """Render every image not yet in ``folder``/train and ``folder``/test, in a process pool if workers > 1."""
     train_ids, train_labels, test_ids, test_labels, _ = plan
     jobs = []
+    todo = 0
     total = len(train_ids) + len(test_ids)
     chunk = max(1, min(64, -(-total // (max(workers, 1) * 8))))
     for split, ids, labels in (("train", train_ids, train_labels), ("test", test_ids, test_labels)):
-        (folder / split).mkdir()
-        items = [(i, image_id, labels[i]) for i, image_id in enumerate(ids)]
+        (folder / split).mkdir(exist_ok=True)
+        done = _done_ids(folder / split)
+        items = [(i, image_id, labels[i]) for i, image_id in enumerate(ids) if image_id not in done]
+        todo += len(items)
         jobs += [
             (str(folder / split), split, params["seed"], params["size"], items[s : s + chunk])
             for s in range(0, len(items), chunk)
         ]
     if workers <= 1 or len(jobs) <= 1:
-        with tqdm(total=total, disable=not progress, unit="img", desc="synth") as bar:
+        with tqdm(total=total, initial=total - todo, disable=not progress, unit="img", desc="synth") as bar:
             for job in jobs:
                 bar.update(_render_chunk(*job))
         return
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker)
     try:
         futures = [pool.submit(_render_chunk, *job) for job in jobs]  # forks before tqdm starts a thread
-        with tqdm(total=total, disable=not progress, unit="img", desc="synth") as bar:
+        with tqdm(total=total, initial=total - todo, disable=not progress, unit="img", desc="synth") as bar:
             for future in as_completed(futures):
                 bar.update(future.result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def partial_dir(out_dir: Path) -> Path:
+    """Where a dataset is built before it is renamed to ``out_dir``; kept if the build is interrupted."""
+    return out_dir.parent / f".{out_dir.name}.partial"
 
 
 def generate_dataset(
@@ -208,9 +237,12 @@ def generate_dataset(
 ) -> dict:
     """Write a synthetic HPA dataset in Kaggle's layout, atomically.
 
-    The dataset is built in a temporary sibling directory and renamed to
-    ``out_dir`` only when complete. The same parameters give byte-identical
-    CSVs and identical pixels whatever ``workers`` is.
+    The dataset is built in a hidden sibling directory (:func:`partial_dir`) and
+    renamed to ``out_dir`` only when complete. An interrupted build is resumed by
+    the next call with the same parameters: the images already written are kept
+    (each PNG is written under a temp name and renamed), the others are drawn. The
+    same parameters give byte-identical CSVs and identical pixels whatever
+    ``workers`` is, and whether or not the build was interrupted.
 
     Args:
         out_dir: the dataset directory to create.
@@ -264,20 +296,19 @@ def generate_dataset(
             )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
-    try:
-        plan = _plan(seed, n_train, n_test, public_fraction)
-        _render_all(tmp, params, plan, workers, progress)
-        _write_csvs(tmp, plan)
-        (tmp / MANIFEST).write_text(json.dumps(params, indent=2) + "\n")
-        if out_dir.exists() or out_dir.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=out_dir.name + ".old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "data")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
+    tmp = partial_dir(out_dir)
+    if _read_manifest(tmp) != params:  # another build's leftovers: start afresh
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    tmp.mkdir(exist_ok=True)
+    (tmp / MANIFEST).write_text(json.dumps(params, indent=2) + "\n")
+    plan = _plan(seed, n_train, n_test, public_fraction)
+    _render_all(tmp, params, plan, workers, progress)
+    _write_csvs(tmp, plan)
+    if out_dir.exists() or out_dir.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=out_dir.name + ".old-", dir=out_dir.parent))
+        os.replace(out_dir, old / "data")
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
     return _summary(out_dir, params, time.perf_counter() - start, skipped=False)
