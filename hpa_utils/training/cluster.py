@@ -59,8 +59,19 @@ class RayJobsFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
+#: Ray's start-up notes that are noise in a notebook's log: rich-output widgets it does not need, and the
+#: (default, secure) token authentication of a local Ray it starts.
+QUIET_LOGGERS = ("ray.widgets.util", "ray._private.authentication.authentication_token_setup")
+
+
 def import_ray():
     """The ``ray`` module, or a clear error saying how to install it."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto, imported by Ray, in a kernel
+    for name in QUIET_LOGGERS:  # before the import: the widgets note is logged while Ray is imported
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         import ray
     except ImportError:
@@ -68,6 +79,8 @@ def import_ray():
             "train.executor is 'ray' but Ray is not installed: pip install -e '.[cluster]' "
             "(or run with -p train.executor=local)"
         ) from None
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     return ray
 
 
