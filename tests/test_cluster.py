@@ -66,7 +66,7 @@ def test_ray_trains_the_smoke_presets_models_as_the_default_executor_does(smoke_
 
 
 def _kill_when_training(task_name: str, epoch_line: str, lines: list[str], killed: list[int]) -> None:
-    """SIGKILL the Ray worker running ``task_name`` once its first epoch has been logged."""
+    """SIGKILL the Ray worker running ``task_name`` once a line starting with ``epoch_line`` has been logged."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not killed:
         if any(line.startswith(epoch_line) for line in list(lines)):
@@ -82,12 +82,12 @@ def test_a_killed_task_is_reported_by_name_the_others_are_kept_and_a_retry_resum
     config = resolve_config("smoke", ["executor=ray"], data_dir=smoke_data / "data", output_dir=tmp_path / "kill")
     models = config.paths.make().models
     data = training_data(config)
-    settings = TrainSettings(epochs=3, batch_size=16, learning_rate=0.002, seed=0)
+    settings = TrainSettings(epochs=2, batch_size=16, learning_rate=0.002, seed=0)
     jobs = base_jobs([0, 1], data, settings, models)
 
     lines: list[str] = []
     killed: list[int] = []
-    killer = threading.Thread(target=_kill_when_training, args=("train-v0", "v0 epoch 1/3", lines, killed))
+    killer = threading.Thread(target=_kill_when_training, args=("train-v0", "v0 epoch 1/2", lines, killed))
     killer.start()
     with pytest.raises(RayJobsFailed) as failure:
         run_jobs_on_ray(jobs, log=lines.append, retries=0)
@@ -96,12 +96,13 @@ def test_a_killed_task_is_reported_by_name_the_others_are_kept_and_a_retry_resum
     assert list(failure.value.failed) == ["v0"] and "Ray worker died" in failure.value.failed["v0"]
     assert "v0: its Ray worker died" in str(failure.value) and "run again to resume" in str(failure.value)
     assert (models / "v1.json").is_file() and not (models / "v0.json").exists()  # v1 went on and is kept
-    assert json.loads((models / "v1.json").read_text())["epochs_trained"] == 3
+    assert json.loads((models / "v1.json").read_text())["epochs_trained"] == 2
     assert (models / "v0.ckpt").is_dir() or (models / "v0.history.csv").is_file()  # v0's finished epochs are kept
 
     lines.clear()
     killed.clear()
-    killer = threading.Thread(target=_kill_when_training, args=("train-v0", "v0 epoch 2/3", lines, killed))
+    resumed = "v0: resuming after epoch 1/2"  # killed again while it trains its second epoch
+    killer = threading.Thread(target=_kill_when_training, args=("train-v0", resumed, lines, killed))
     killer.start()
     table = run_jobs_on_ray(jobs, log=lines.append, retries=1)  # killed again: retried, and it resumes
     killer.join()

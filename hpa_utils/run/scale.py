@@ -170,16 +170,39 @@ def _step_validate(paths: ScalePaths) -> dict:
     return {"items": paths.n_train + paths.n_test, "unit": "images"}
 
 
+#: Samples decoded by one thread before the cache build, for the per-core rate the build is compared with.
+DECODE_SAMPLE = 200
+
+
 def _step_cache(paths: ScalePaths) -> dict:
-    from hpa_utils.data.cache import open_cache
-    from hpa_utils.data.dataset import open_dataset
+    """The cache of both splits at 256 px; first, one thread decodes a sample of Ids (the per-core rate)."""
+    from hpa_utils.data.cache import cache_files, open_cache
+    from hpa_utils.data.dataset import load_sample, open_dataset
 
     dataset = open_dataset(paths.data)
+    ids = dataset.train_ids[-DECODE_SAMPLE:]  # the end of the list: not read by the steps before
+    started = time.perf_counter()
+    for sample_id in ids:
+        load_sample(dataset.train_dir, sample_id, CACHE_SIZE)
+    per_core = len(ids) / (time.perf_counter() - started)
+    print(f"one thread decodes and resizes {per_core:.1f} samples/s")
+    build_seconds = 0.0
     for split in ("train", "test"):
+        for path in cache_files(paths.cache, split, CACHE_SIZE):
+            path.unlink(missing_ok=True)  # built (and timed) anew
         started = time.perf_counter()
         array = open_cache(dataset, split, CACHE_SIZE, paths.cache, progress=False)
+        build_seconds += time.perf_counter() - started
         print(f"{split}: {array.shape} in {time.perf_counter() - started:.1f} s")
-    return {"items": paths.n_train + paths.n_test, "unit": "images", "cores": os.cpu_count()}
+    cores = os.cpu_count() or 1
+    n = paths.n_train + paths.n_test
+    return {
+        "items": n,
+        "unit": "images",
+        "cores": cores,
+        "one_thread_rate": round(per_core, 1),
+        "build_rate_per_core": round(n / build_seconds / cores, 1),
+    }
 
 
 def _step_eda(paths: ScalePaths) -> dict:
@@ -203,8 +226,9 @@ def _step_split(paths: ScalePaths) -> dict:
     y = open_dataset(paths.data).y
     started = time.perf_counter()
     train, val = stratified_split(y, 0.2, seed=0)
-    print(f"{len(train)} training and {len(val)} validation Ids in {time.perf_counter() - started:.1f} s")
-    return {"items": len(y), "unit": "training Ids"}
+    seconds = time.perf_counter() - started
+    print(f"{len(train)} training and {len(val)} validation Ids in {seconds:.1f} s")
+    return {"items": len(y), "unit": "training Ids", "split_seconds": round(seconds, 2)}
 
 
 def _step_predict(paths: ScalePaths) -> dict:

@@ -99,6 +99,9 @@ def ray_session(address: str | None = None, cpus: int | None = None, log: Callab
         if address:
             ray.init(address=address, **options)
         else:
+            # Ray runs its workers at niceness 15; training is the run's main work, so a local Ray's tasks get the
+            # same priority as the in-process executor's workers (a user's own setting wins).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(
                 address="local",
                 num_cpus=cpus,
