@@ -14,7 +14,7 @@ from hpa_utils.run import scale
 
 
 def test_the_tiny_rehearsal_measures_and_records_every_step(tmp_path):
-    steps = ("generate", "validate", "cache", "split", "predict", "bad-input")
+    steps = ("generate", "cache", "predict", "bad-input")  # validate and split: tests/test_dataset.py, test_eda.py
     lines: list[str] = []
     record = scale.rehearse(("tiny",), steps, root=tmp_path, log=lines.append)
     done = record["tiny"]["steps"]
@@ -33,8 +33,8 @@ def test_the_tiny_rehearsal_measures_and_records_every_step(tmp_path):
     assert table.count("\n") == 1 + len(steps) and "| cache |" in table
 
     lines.clear()
-    scale.rehearse(("tiny",), ("validate",), root=tmp_path, log=lines.append)
-    assert lines == [f"scale tiny: validate recorded ({done['validate']['seconds']:.0f} s), skipped"]
+    scale.rehearse(("tiny",), ("cache",), root=tmp_path, log=lines.append)
+    assert lines == [f"scale tiny: cache recorded ({done['cache']['seconds']:.0f} s), skipped"]
 
 
 def test_a_missing_png_is_named_with_its_csv_line_by_validate_and_by_the_cache(tmp_path):
@@ -56,3 +56,25 @@ def test_a_missing_png_is_named_with_its_csv_line_by_validate_and_by_the_cache(t
     with pytest.raises(DataError, match=r"_red\.png: channel file is missing \(sample_submission\.csv line 5\)"):
         open_cache(dataset, "test", 16, tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*"))  # nothing half-written
+
+
+def test_a_large_cache_is_decoded_in_worker_processes_to_the_same_array_and_errors_name_the_line(tmp_path, monkeypatch):
+    import numpy as np
+
+    from hpa_utils.data import cache
+    from hpa_utils.data.dataset import open_dataset
+
+    root = tmp_path / "data"
+    generate_dataset(root, n_train=10, n_test=2, size=32, workers=1)
+    dataset = open_dataset(root)
+    threads = np.array(cache.open_cache(dataset, "train", 16, tmp_path / "threads", workers=2))
+    monkeypatch.setattr(cache, "PROCESS_MIN_SAMPLES", 4)
+    monkeypatch.setattr(cache, "CHUNK", 3)
+    processes = np.array(cache.open_cache(dataset, "train", 16, tmp_path / "processes", workers=2))
+    assert np.array_equal(threads, processes)
+
+    broken = root / "train" / f"{dataset.train_ids[8]}_green.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # a truncated PNG: found only when decoded, in a worker
+    with pytest.raises(DataError, match=r"_green\.png: .*\(train\.csv line 10\)"):
+        cache.open_cache(dataset, "train", 16, tmp_path / "broken", workers=2)
+    assert not list((tmp_path / "broken").glob("*"))
