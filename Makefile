@@ -32,7 +32,7 @@ lint: $(BIN)/hpa ## ruff on the library, the tests and the notebooks
 bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 	$(BIN)/hpa bench $(ARGS)
 
-scale: $(BIN)/hpa ## Kaggle-scale rehearsal: 43k synthetic 512-px Ids (~30 GB, hours), every step but training
+scale: $(BIN)/hpa ## Kaggle-scale rehearsal: 43k synthetic 512-px Ids (~30 GB, ~70 min), every step but training
 	$(BIN)/hpa scale $(ARGS)
 
 lab: $(BIN)/hpa ## JupyterLab on the project (notebooks/, runs/, figures/, report/ in its file browser)
