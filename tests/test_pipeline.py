@@ -184,9 +184,14 @@ def test_each_notebook_fingerprint_covers_only_the_sections_it_uses():
     def changed(other):
         return [name for name in NOTEBOOK_NAMES if other[name] != base[name]]
 
+    beyond = fingerprints(resolve_config("smoke", ["beyond.techniques=[focal]"]))
+    loss = fingerprints(resolve_config("smoke", ["train.loss=focal"]))
+
     assert changed(ensemble) == ["04_ensemble"]
-    assert changed(epochs) == ["02_baseline", "03_finetune", "04_ensemble"]
-    assert changed(stage) == ["03_finetune", "04_ensemble"]
+    assert changed(epochs) == ["02_baseline", "03_finetune", "04_ensemble", "05_beyond"]
+    assert changed(stage) == ["03_finetune", "04_ensemble", "05_beyond"]
+    assert changed(beyond) == ["05_beyond"]
+    assert changed(loss) == ["02_baseline", "03_finetune", "04_ensemble", "05_beyond"]
     assert changed(seed) == list(NOTEBOOK_NAMES)
 
 

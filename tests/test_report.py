@@ -20,7 +20,17 @@ from hpa_utils.reporting.results import load_results
 from hpa_utils.run.config import resolve_config
 from hpa_utils.studies.findings import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Finding
 
-SECTION_IDS = ("introduction", "data", "model", "experiments", "findings", "discussion", "conclusion", "references")
+SECTION_IDS = (
+    "introduction",
+    "data",
+    "model",
+    "experiments",
+    "findings",
+    "beyond",
+    "discussion",
+    "conclusion",
+    "references",
+)
 EXTRA_FIGURE = "extra_diagnostic"
 
 
@@ -34,13 +44,14 @@ def _png(path: Path, seed: int, size=(160, 100)) -> None:
     image.save(path)
 
 
-def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True) -> Path:
+def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True, beyond: bool = True) -> Path:
     """A small, plausible run output directory: every result file and figure the report reads.
 
     Args:
         out_dir: where to write (created).
         kind: "synthetic" or "real" (run.json's dataset kind).
         scores: whether public/private scores exist (False: as on real Kaggle data, no solution file).
+        beyond: whether notebook 05 ran (``beyond.run``) and wrote its files.
     """
     results, figures = out_dir / "results", out_dir / "figures"
     results.mkdir(parents=True)
@@ -54,6 +65,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
             "train.stages.epochs": {"A": 2, "B": 1, "C": 1},
             "seed": 7,
             "train.variants": [0, 1, 2],
+            "beyond.run": beyond,
         },
         data_dir="/data/synthetic",
         output_dir=out_dir,
@@ -209,7 +221,63 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
     for i, stem in enumerate([*FIGURES, EXTRA_FIGURE]):
         _png(figures / f"{stem}.png", i)
     (out_dir / "submission.csv").write_text("Id,Predicted\nabc,0 5\n")
+    _write_beyond(results)
     return out_dir
+
+
+def _write_beyond(results: Path) -> None:
+    """Notebook 05's files: an ablation of two techniques and all together, and the pointing game."""
+    rows = []
+    for key, label, val, test, low, high, verdict in (
+        ("baseline", "baseline (the report's)", 0.200, 0.190, 0.0, 0.0, ""),
+        ("focal", "focal loss", 0.230, 0.225, 0.012, 0.058, "helps"),
+        ("tta_mean", "8x TTA (mean)", 0.205, 0.186, -0.019, 0.011, "no clear difference"),
+        ("all", "all together", 0.150, 0.140, -0.080, -0.021, "hurts"),
+    ):
+        d = test - 0.190
+        rows.append(
+            {
+                "key": key,
+                "technique": label,
+                "val_f1": val,
+                "public_f1": test + 0.01,
+                "private_f1": test - 0.005,
+                "test_f1": test,
+                **{f"d_{s}": (val - 0.2 if s == "val" else d) for s in ("val", "public", "private", "test")},
+                **{f"d_{s}_low": low for s in ("val", "public", "private", "test")},
+                **{f"d_{s}_high": high for s in ("val", "public", "private", "test")},
+                "verdict": verdict,
+                "sentence": f"{label} sentence {verdict}" if verdict else "",
+            }
+        )
+    pd.DataFrame(rows).to_csv(results / "beyond_ablation.csv", index=False)
+    summary = {
+        "variant": 0,
+        "techniques": ["focal", "tta_mean"],
+        "verdict_set": "test",
+        "sets": {"val": 48, "public": 18, "private": 42, "test": 60},
+        "rows": rows,
+        "gradcam_model": "v2-C",
+        "gradcam_layer": "cnn_block3_conv3",
+        "gradcam_best": [0, 25],
+        "gradcam_worst": [16],
+        "pointing": {"maps": 70, "mass_on_pattern": 0.42, "pattern_share": 0.21, "peak_on_pattern": 0.6, "level": 0.2},
+        "backend": "tensorflow",
+    }
+    (results / "beyond.json").write_text(json.dumps(summary))
+    pd.DataFrame(
+        {
+            "class": [0, 16, 25],
+            "name": ["Nucleoplasm", "Cytokinetic bridge", "Cytosol"],
+            "val_images": [20, 3, 12],
+            "val_f1": [0.6, 0.0, 0.5],
+            "maps": [20, 3, 12],
+            "mass_on_pattern": [0.5, 0.1, 0.7],
+            "pattern_share": [0.2, 0.05, 0.35],
+            "peak_on_pattern": [0.7, 0.0, 0.9],
+            "lift": [2.5, 2.0, 2.0],
+        }
+    ).to_csv(results / "beyond_pointing.csv", index=False)
 
 
 def _text(html: str) -> str:
@@ -243,7 +311,7 @@ def test_every_figure_is_embedded_as_a_data_uri_with_alt_text(fake_run):
     sources = re.findall(r'<img src="([^"]*)" alt="([^"]+)"', html)
     assert len(sources) == len(FIGURES) + 1 == html.count("<img")
     assert all(src.startswith("data:image/png;base64,") for src, _ in sources)
-    assert not re.search(r'(src|href)="(?!data:|#|https://www\.kaggle\.com|https://openreview\.net)', html)
+    assert not re.search(r'(src|href)="(?!data:|#|https://www\.kaggle\.com|https://openreview\.net|https://github\.com)', html)
     assert "<link" not in html and "<script src" not in html
     numbers = [int(n) for n in re.findall(r'<span class="label">Figure (\d+)\.</span>', html)]
     assert numbers == list(range(1, len(sources) + 1))
@@ -289,7 +357,7 @@ def test_ensemble_sentences_follow_the_comparison_and_the_findings(fake_run):
 
 def test_findings_section_shows_each_verdict_from_the_file(fake_run):
     text = _text(render_report(fake_run).read_text())
-    section = text.split("5. Findings of the original, re-tested")[1].split("6. Discussion")[0]
+    section = text.split("5. Findings of the original, re-tested")[1].split("6. Beyond the original")[0]
     assert "reproduced: mean gain +0.060" in section and "not testable: no chosen model" in section
     assert "+0.060 [+0.030, +0.090]" in section and "95% interval +0.030 to +0.090" in section
     assert "In all: 1 reproduced, 1 not reproduced, 1 not testable." in section
@@ -319,7 +387,7 @@ def test_shift_and_threshold_sentences_follow_their_files(fake_run):
 
 def test_discussion_cites_the_original_report_and_says_scores_are_not_comparable(fake_run):
     text = _text(render_report(fake_run).read_text())
-    discussion = text.split("6. Discussion")[1].split("7. Conclusion")[0]
+    discussion = text.split("7. Discussion")[1].split("8. Conclusion")[0]
     assert "the original report (cited)" in discussion
     assert "0.300–0.350 after 40 epochs" in discussion and "0.448 / 0.423" in discussion
     assert "0.301 / 0.289" in discussion  # this run's, read from ensemble.json
@@ -373,7 +441,7 @@ def test_real_data_without_a_solution_says_scores_are_not_available(tmp_path):
 def test_an_empty_run_directory_still_renders(tmp_path):
     (tmp_path / "run").mkdir()
     html = render_report(tmp_path / "run").read_text()
-    assert all(f'id="{s}"' in html for s in SECTION_IDS)
+    assert all(f'id="{s}"' in html for s in SECTION_IDS if s != "beyond")  # 05 did not run
     assert "Not available in this run: results/models.csv" in _text(html)
     assert "<img" not in html
 
@@ -468,3 +536,23 @@ def test_render_pdf_writes_a_pdf(fake_run):
     assert pdf == fake_run / "report" / "report.pdf"
     assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 20_000
     assert sorted(p.name for p in pdf.parent.iterdir()) == ["report.html", "report.pdf"]
+
+
+def test_beyond_section_states_the_ablation_and_the_pointing_game_from_its_files(fake_run):
+    text = _text(render_report(fake_run).read_text())
+    section = text.split("6. Beyond the original")[1].split("7. Discussion")[0]
+    assert "focal loss 0.230 0.235 0.220 0.225 +0.030 [+0.012, +0.058] +0.035 [+0.012, +0.058] helps" in section
+    assert "focal loss sentence helps" in section and "all together sentence hurts" in section
+    assert "On this run the interval says focal loss helps; all together hurts; for 8x TTA (mean) it includes 0" in section
+    assert "interval on the 60 held-out test images" in section
+    assert "42.0% of a map's mass falls on its class's pattern, which covers 21.0% of the image" in section
+    assert "2.0 times chance" in section and "most for Nucleoplasm (2.5 times chance) and least for Cytosol (2.0)" in section
+    assert "best on (0 Nucleoplasm, 25 Cytosol) and worst on (16 Cytokinetic bridge)" in section
+    # the figures after the extra one keep the numbering in order (the builder raises otherwise)
+    assert "Figure 20." in section and "Figure 21." in section
+
+
+def test_a_run_without_notebook_05_has_no_beyond_section(tmp_path):
+    out = make_fake_run(tmp_path / "run", beyond=False)
+    text = _text(render_report(out).read_text())
+    assert "Beyond the original" not in text and "6. Discussion" in text and "7. Conclusion" in text

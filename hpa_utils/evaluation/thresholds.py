@@ -109,3 +109,35 @@ def halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two disjoint random halves of ``range(n)`` (fit, hold-out), sorted; deterministic for a seed."""
     order = np.random.default_rng([seed, n]).permutation(n)
     return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def label_ratio_thresholds(probabilities: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """Per-class thresholds that make each class's predicted positive rate on ``probabilities`` match ``rates``.
+
+    What the 1st- and 3rd-place solutions did on the test images: a class seen in 3% of the training
+    labels is predicted for the 3% of test images the model ranks highest for it. No labels are needed,
+    so the thresholds are set on the very images they are applied to. Class c's threshold is its
+    ``round(rate_c * N)``-th largest probability (ties can add images); a rate that rounds to no image
+    gives a threshold above every probability.
+
+    Args:
+        probabilities: (N, C) probabilities of the images to be thresholded.
+        rates: (C,) each class's share of images in the training labels, in [0, 1].
+
+    Returns:
+        (C,) float64 thresholds, for :func:`~hpa_utils.evaluation.metrics.binarize`.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    rates = np.asarray(rates, dtype=np.float64)
+    if probabilities.ndim != 2 or rates.shape != (probabilities.shape[1],):
+        raise ValueError(f"need (N, C) probabilities and C rates, got {probabilities.shape} and {rates.shape}")
+    if np.any((rates < 0) | (rates > 1)):
+        raise ValueError("label rates must be shares of images, between 0 and 1")
+    n = probabilities.shape[0]
+    ranked = -np.sort(-probabilities, axis=0)  # each column from the largest down
+    counts = np.rint(rates * n).astype(int)
+    thresholds = np.full(probabilities.shape[1], np.nextafter(1.0, 2.0))
+    positive = counts > 0
+    columns = np.flatnonzero(positive)
+    thresholds[columns] = ranked[np.minimum(counts[columns], n) - 1, columns]
+    return thresholds

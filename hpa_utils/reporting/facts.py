@@ -249,6 +249,61 @@ def report_facts(results: dict) -> dict:
         "thresholds": _threshold_facts(results.get("thresholds")),
         "leaderboard_scores": _has_scores(results.get("leaderboard")),
         "findings": _findings_facts(results.get("findings")),
+        "beyond": _beyond_facts(results.get("beyond"), results.get("beyond_pointing"), results.get("config") or {}),
+    }
+
+
+#: How the report names the sets notebook 05 scores on.
+BEYOND_SETS = {"val": "validation", "public": "public", "private": "private", "test": "held-out test"}
+
+
+def _beyond_facts(summary, pointing: pd.DataFrame | None, config: dict) -> dict | None:
+    """Notebook 05's ablation and Grad-CAM, as the report states them; None when the run did not run it
+    (``beyond.run`` false: a stale file of an earlier run is not reported)."""
+    if summary is None or not (config.get("beyond") or {}).get("run", False):
+        return None
+    rows = [dict(row) for row in summary.rows or []]
+    baseline = next((row for row in rows if row.get("key") == "baseline"), None)
+    techniques = [row for row in rows if row.get("key") != "baseline"]
+    verdict_set = summary.verdict_set or "val"
+    by_verdict = {v: [row["technique"] for row in techniques if row.get("verdict") == v] for v in ("helps", "hurts")}
+    by_verdict["unclear"] = [row["technique"] for row in techniques if row.get("verdict") not in ("helps", "hurts")]
+    best = max(techniques, key=lambda row: to_number(row.get(f"{verdict_set}_f1")) or -1.0, default=None)
+    point = None
+    if summary.pointing:
+        point = dict(summary.pointing)
+        point["lift"] = point["mass_on_pattern"] / point["pattern_share"] if point.get("pattern_share") else None
+    classes = None
+    if has_columns(pointing, "name", "val_f1"):
+        names = dict(zip(pointing["class"], pointing["name"]))
+        classes = {
+            "best": [f"{c} {names.get(c, '')}".strip() for c in summary.gradcam_best or []],
+            "worst": [f"{c} {names.get(c, '')}".strip() for c in summary.gradcam_worst or []],
+        }
+        if "lift" in pointing.columns:
+            scored = pointing.dropna(subset=["lift"])
+            scored = scored[scored["maps"] >= 5] if "maps" in scored.columns else scored
+            if not scored.empty:
+                top, low = scored.loc[scored["lift"].idxmax()], scored.loc[scored["lift"].idxmin()]
+                classes["top_lift"] = {"name": top["name"], "lift": float(top["lift"]), "maps": int(top["maps"])}
+                classes["low_lift"] = {"name": low["name"], "lift": float(low["lift"]), "maps": int(low["maps"])}
+    return {
+        "rows": rows,
+        "baseline": baseline,
+        "techniques": techniques,
+        "sets": [s for s in BEYOND_SETS if f"{s}_f1" in (baseline or {})],
+        "set_names": BEYOND_SETS,
+        "verdict_set": verdict_set,
+        "verdict_set_name": BEYOND_SETS.get(verdict_set, verdict_set),
+        "n_verdict": (summary.sets or {}).get(verdict_set),
+        "verdicts": by_verdict,
+        "best": best,
+        "variant": summary.variant,
+        "model": summary.gradcam_model,
+        "layer": summary.gradcam_layer,
+        "backend": summary.backend,
+        "pointing": point,
+        "classes": classes,
     }
 
 

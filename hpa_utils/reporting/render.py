@@ -52,7 +52,11 @@ FIGURES = {
     "ensemble_comparison": "Macro F1 of single models and ensembles",
     "thresholds": "Macro F1 of threshold choices on the fit half and on the hold-out half",
     "per_class_f1": "F1 per class of the final ensemble",
+    "beyond_ablation": "Difference of each technique's macro F1 from the baseline's, with paired 95% intervals",
+    "beyond_gradcam": "Grad-CAM maps of the best model over the protein channel, beside the reference stains",
 }
+#: Figures of the sections after the experiments' "other figures": numbered after those.
+LATE_FIGURES = ("beyond_ablation", "beyond_gradcam")
 
 
 def _duration(seconds) -> str:
@@ -103,9 +107,10 @@ class _Builder:
 
     def __init__(self, results: dict):
         self.results = results
-        known = [stem for stem in FIGURES if stem in results["figures"]]
+        known = [stem for stem in FIGURES if stem in results["figures"] and stem not in LATE_FIGURES]
+        late = [stem for stem in LATE_FIGURES if stem in results["figures"]]
         self.extra = [stem for stem in results["figures"] if stem not in FIGURES]
-        self.numbers = {stem: i for i, stem in enumerate(known + self.extra, start=1)}
+        self.numbers = {stem: i for i, stem in enumerate(known + self.extra + late, start=1)}
         self.last_figure = 0
         self.tables = 0
 
@@ -259,7 +264,12 @@ def _context_tables(results: dict, root: Path | None = None) -> dict:
             counts.insert(list(counts.columns).index("count") + 1, "share", counts["count"] / n_train)
         if "kaggle_count" in counts.columns:
             counts["kaggle_share"] = counts["kaggle_count"] / N_TRAIN_KAGGLE
+    pointing = results.get("beyond_pointing")
+    if has_columns(pointing, "name", "maps"):
+        shown = ["name", "val_images", "val_f1", "maps", "mass_on_pattern", "pattern_share", "lift", "peak_on_pattern"]
+        pointing = pointing[pointing["maps"] > 0][[c for c in shown if c in pointing.columns]]
     return {
+        "pointing_table": pointing if pointing is not None else "beyond_pointing",
         "params_list": params_list,
         "notebooks": notebooks,
         "class_table": counts if counts is not None else "class_counts",

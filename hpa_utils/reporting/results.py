@@ -17,6 +17,7 @@ import pandas as pd
 
 from hpa_utils.io import to_number  # noqa: F401  (the report's number reader, used by facts and render)
 from hpa_utils.original import CONTEXT_SCORES, ORIGINAL_REPORT  # noqa: F401  (cited by facts and render)
+from hpa_utils.studies.beyond import BeyondSummary
 from hpa_utils.studies.ensemble import EnsembleSummary
 
 #: Result tables, by key: path relative to the run's output directory.
@@ -30,12 +31,15 @@ TABLE_FILES = {
     "thresholds": "results/thresholds.csv",
     "leaderboard": "results/leaderboard.csv",
     "ensemble_members": "results/ensemble_members.csv",
+    "beyond_ablation": "results/beyond_ablation.csv",
+    "beyond_pointing": "results/beyond_pointing.csv",
 }
 JSON_FILES = {
     "run": "results/run.json",
     "model_totals": "results/model_table.json",
     "ensemble": "results/ensemble.json",
     "findings": "results/findings.json",
+    "beyond": "results/beyond.json",
     "config": "config.json",
 }
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
@@ -47,7 +51,8 @@ def load_results(output_dir: str | os.PathLike, figures_dir: str | os.PathLike |
     Returns:
         dict with ``output_dir``; one DataFrame or None per key of :data:`TABLE_FILES`; one dict or None
         per key of :data:`JSON_FILES` (``ensemble``: the ensemble study's typed
-        :class:`~hpa_utils.studies.ensemble.EnsembleSummary`); ``figures`` (stem -> path of every image
+        :class:`~hpa_utils.studies.ensemble.EnsembleSummary`, ``beyond`` notebook 05's
+        :class:`~hpa_utils.studies.beyond.BeyondSummary`); ``figures`` (stem -> path of every image
         under ``figures/``, or under ``figures_dir`` when given); ``submission`` (path or None); ``missing``
         (relative paths not found) and ``errors`` (relative path -> why it could not be read).
     """
@@ -84,6 +89,8 @@ def load_results(output_dir: str | os.PathLike, figures_dir: str | os.PathLike |
     results["submission"] = submission if submission.is_file() else None
     if results["ensemble"] is not None:  # the ensemble study's typed summary
         results["ensemble"] = EnsembleSummary.from_dict(results["ensemble"])
+    if results["beyond"] is not None:  # notebook 05's typed summary
+        results["beyond"] = BeyondSummary.from_dict(results["beyond"])
     return results
 
 

@@ -149,6 +149,13 @@ class TrainConfig:
     stages: StagesConfig
     executor: Literal["local", "ray"] = "local"  # ray: each model a Ray task (hpa_utils.training.cluster)
     ray_address: str | None = None  # ray: a cluster's address; null starts a local Ray
+    # Beyond the report (issue 12), every model of the run; off in every shipped preset.
+    loss: Literal["bce", "focal"] = "bce"  # focal: keras.losses.BinaryFocalCrossentropy(focal_gamma)
+    focal_gamma: float = 2.0
+    ema: bool = False  # Adam's use_ema: the models keep the moving average of their weights
+    ema_momentum: float = 0.99
+    oversample: bool = False  # repeat-factor sampling of images with rare classes
+    oversample_threshold: float = 0.1  # classes in fewer than this share of images are repeated
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,23 @@ class EnsembleConfig:
     top_k: int
     shift: float | Literal["fit"]
     threshold: float | Literal["fit"]
+    tta: Literal["none", "mean", "max"] = "none"  # every model's predictions over the 8 flips/turns
+
+
+#: ``beyond.techniques``: what notebook 05 ablates (hpa_utils.studies.beyond.TECHNIQUES).
+TECHNIQUE_NAMES = ("focal", "ema", "oversample", "tta_mean", "tta_max", "label_ratio")
+
+
+@dataclass(frozen=True)
+class BeyondConfig:
+    """Notebook 05: the winners' techniques, each alone and all together, against the report's baseline,
+    and the Grad-CAM maps of the run's best model."""
+
+    run: bool = False  # false: notebook 05 is skipped
+    variant: int = 0  # the base variant ablated (0: the report's baseline)
+    techniques: tuple[str, ...] = TECHNIQUE_NAMES
+    gradcam_classes: int = 3  # the best and the worst classes shown
+    gradcam_images: int = 2  # validation images per class shown
 
 
 @dataclass(frozen=True)
@@ -179,6 +203,7 @@ class RunConfig:
     train: TrainConfig
     ensemble: EnsembleConfig
     report: ReportConfig
+    beyond: BeyondConfig = field(default_factory=BeyondConfig)
     description: str = ""
     output_dir: str | None = None
     synthetic: bool = field(default=True, metadata={"derived": True})
@@ -348,6 +373,23 @@ def _check_values(config: RunConfig) -> None:
         raise ValueError(f"preset {preset!r}: data.val_fraction must be between 0 and 1, got {fraction}")
     if not config.train.variants:
         raise ValueError(f"preset {preset!r}: train.variants must name at least one base variant")
+    unknown = [name for name in config.beyond.techniques if name not in TECHNIQUE_NAMES]
+    if unknown or not config.beyond.techniques:
+        raise ValueError(
+            f"preset {preset!r}: beyond.techniques must list some of {', '.join(TECHNIQUE_NAMES)}, "
+            f"got {', '.join(unknown) or 'none'}"
+        )
+    if config.beyond.run and config.beyond.variant not in config.train.variants:
+        raise ValueError(
+            f"preset {preset!r}: beyond.variant {config.beyond.variant} is not one of train.variants "
+            f"({', '.join(map(str, config.train.variants))})"
+        )
+    if not 0 < config.train.oversample_threshold <= 1:
+        raise ValueError(f"preset {preset!r}: train.oversample_threshold must be in (0, 1]")
+    if not 0 < config.train.ema_momentum < 1:
+        raise ValueError(f"preset {preset!r}: train.ema_momentum must be between 0 and 1")
+    if config.train.focal_gamma < 0:
+        raise ValueError(f"preset {preset!r}: train.focal_gamma must be at least 0")
     if config.train.processes != "auto" and config.train.processes < 1:
         raise ValueError(f"preset {preset!r}: train.processes must be auto or at least 1, got {config.train.processes}")
 

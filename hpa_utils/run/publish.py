@@ -127,8 +127,55 @@ def readme_block(shipped: Path = SHIPPED_RUN) -> str:
         for f in found:
             interval = "—" if f["estimate"] is None else f"{f['estimate']:+.3f} [{f['low']:+.3f}, {f['high']:+.3f}]"
             lines.append(f"| {f['claim']} | {interval} | {f['verdict']} |")
+    lines += _beyond_lines(results)
     lines += ["", README_END]
     return "\n".join(lines)
+
+
+def _beyond_lines(results: dict) -> list[str]:
+    """Notebook 05's ablation table, its Grad-CAM figure and pointing score, when the shipped run has them."""
+    summary = results.get("beyond")
+    config = results.get("config") or {}
+    if summary is None or not (config.get("beyond") or {}).get("run"):
+        return []
+    split = summary.verdict_set or "val"
+    where = {"test": "held-out test images", "val": "validation images"}.get(split, split)
+    lines = [
+        "",
+        f"Beyond the original (notebook 05, `report/run/results/beyond_ablation.csv`): base model {summary.variant} "
+        f"with each technique of the competition's winners, alone and together; difference from the baseline "
+        f"with its paired 95% interval on the {(summary.sets or {}).get(split, '?')} {where}:",
+        "",
+        "| technique | validation | public | private | difference [95% interval] | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in summary.rows or []:
+        diff = (
+            "—"
+            if row.get("key") == "baseline"
+            else f"{row[f'd_{split}']:+.3f} [{row[f'd_{split}_low']:+.3f}, {row[f'd_{split}_high']:+.3f}]"
+        )
+        lines.append(
+            f"| {row['technique']} | {_f3(row.get('val_f1'))} | {_f3(row.get('public_f1'))} | "
+            f"{_f3(row.get('private_f1'))} | {diff} | {row.get('verdict') or ''} |"
+        )
+    if summary.gradcam_model:
+        lines += [
+            "",
+            f"Where {summary.gradcam_model} looks (Grad-CAM over the protein channel;"
+            " cyan: where the pattern was drawn):",
+        ]
+        lines += ["", "![Grad-CAM maps of the best model](figures/beyond_gradcam.png)"]
+    point = summary.pointing
+    if point:
+        lift = point["mass_on_pattern"] / point["pattern_share"] if point.get("pattern_share") else float("nan")
+        lines += [
+            "",
+            f"Pointing game over {point['maps']:,} maps: {100 * point['mass_on_pattern']:.1f}% of a map's mass lies "
+            f"on its class's pattern, which covers {100 * point['pattern_share']:.1f}% of the image ({lift:.2f} times "
+            f"chance); the peak is on the pattern in {100 * point['peak_on_pattern']:.1f}% of the maps.",
+        ]
+    return lines
 
 
 def update_readme(readme: Path = README, shipped: Path = SHIPPED_RUN) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 from hpa_utils.run.config import NOTEBOOKS_DIR, RunConfig, resolve_config
 from hpa_utils.run.fingerprint import notebook_fingerprint
 from hpa_utils.run.session import ensure_dataset
+from hpa_utils.studies.training import TECHNIQUE_KEYS
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,35 @@ class Notebook:
     name: str
     uses: tuple[str, ...]
     upstream: str | None
+    switch: str | None = None  # a true/false key that turns the notebook on; None: always run
+
+    def enabled(self, config: RunConfig) -> bool:
+        return self.switch is None or bool(config.section(self.switch))
 
 
 _DATA = ("preset", "seed", "data", "synth")
+_TECHNIQUES = tuple(f"train.{key}" for key in TECHNIQUE_KEYS)
 #: The notebooks in run order. ``uses``: dotted configuration keys; changing one re-runs the notebook
 #: and, through ``upstream``, every notebook after it.
 NOTEBOOKS: tuple[Notebook, ...] = (
     Notebook("01_eda", _DATA, None),
     Notebook(
         "02_baseline",
-        (*_DATA, "train.variants", "train.batch_size", "train.augment", "train.base", "report.figure_variants"),
+        (
+            *_DATA,
+            "train.variants",
+            "train.batch_size",
+            "train.augment",
+            "train.base",
+            *_TECHNIQUES,
+            "report.figure_variants",
+        ),
         "01_eda",
     ),
     Notebook("03_finetune", (*_DATA, "train", "report.stage_figure_variant"), "02_baseline"),
     Notebook("04_ensemble", (*_DATA, "train.variants", "ensemble"), "03_finetune"),
+    # 05 reads the trained models (03), not the ensemble: a new ensemble setting does not re-run it
+    Notebook("05_beyond", (*_DATA, "train", "beyond"), "03_finetune", switch="beyond.run"),
 )
 NOTEBOOK_NAMES = tuple(notebook.name for notebook in NOTEBOOKS)
 KERNEL_DISPLAY_NAME = "Python (hpa run)"
@@ -276,6 +292,9 @@ def run(
         stamp = paths.notebooks / f".{name}.done"
         executed = paths.notebooks / f"{name}.ipynb"
         counter = f"[{index}/{len(NOTEBOOKS)}] {name}"
+        if not notebook.enabled(config):
+            log(f"{counter}: off in this preset ({notebook.switch}: false), skipped")
+            continue
         if not force and stamp.is_file() and executed.is_file() and stamp.read_text().split()[0] == fingerprint:
             log(f"{counter}: up to date, skipped")
             timings[name] = float(stamp.read_text().split()[1])

@@ -125,7 +125,10 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     if source.test_ids:
         test_images = open_cache(source, "test", config.data.image_size, config.cache_dir, workers=config.workers)
         splits["test"] = (test_images, np.arange(len(test_images)))
-    probs = predict_models(dict(zip(table["model"], table["path"])), splits, paths.predictions, log=log)
+    # ensemble.tta: every model's predictions pooled over the eight flips and quarter turns (mean or max)
+    probs = predict_models(
+        dict(zip(table["model"], table["path"])), splits, paths.predictions, log=log, tta=settings.tta
+    )
     labelled = source.solution.is_file() and bool(source.test_ids)
     y_test, usage = submission.solution_labels(source.solution, source.test_ids) if labelled else (None, None)
     sets, labels = ensemble.evaluation_sets(probs, data.y[data.val_indices], y_test, usage)

@@ -25,6 +25,30 @@ if TYPE_CHECKING:
 REPORT_INPUT_SHAPE = (256, 256, 4)
 
 
+#: The ``train`` keys of the techniques beyond the report, as :class:`~hpa_utils.training.fit.TrainSettings` names them.
+TECHNIQUE_KEYS = ("loss", "focal_gamma", "ema", "ema_momentum", "oversample", "oversample_threshold")
+
+
+def technique_settings(config: RunConfig) -> dict:
+    """The run's ``train`` techniques (loss, weight averaging, oversampling) as TrainSettings keyword arguments."""
+    return {key: getattr(config.train, key) for key in TECHNIQUE_KEYS}
+
+
+def base_settings(config: RunConfig):
+    """The TrainSettings of the run's base models."""
+    from hpa_utils.training.fit import TrainSettings
+
+    return TrainSettings(
+        epochs=config.train.base.epochs,
+        batch_size=config.train.batch_size,
+        learning_rate=config.train.base.learning_rate,
+        augment=config.train.augment,
+        prior_bias=config.train.base.prior_bias,
+        seed=config.seed,
+        **technique_settings(config),
+    )
+
+
 def training_data(config: RunConfig) -> TrainingData:
     """The run's decoded images, labels and split (the split made by notebook 01, or made here)."""
     from hpa_utils.training.batches import load_training_data
@@ -86,19 +110,11 @@ class BaseModels:
 def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> BaseModels:
     """Train every base variant of ``train.variants`` (notebook 02)."""
     from hpa_utils.io import save_table
-    from hpa_utils.training.fit import TrainSettings
     from hpa_utils.training.registry import base_jobs, base_name, load_history, models_table
 
     paths = config.paths.make()
     data = training_data(config)
-    settings = TrainSettings(
-        epochs=config.train.base.epochs,
-        batch_size=config.train.batch_size,
-        learning_rate=config.train.base.learning_rate,
-        augment=config.train.augment,
-        prior_bias=config.train.base.prior_bias,
-        seed=config.seed,
-    )
+    settings = base_settings(config)
     _train(config, base_jobs(config.train.variants, data, settings, paths.models, paths.predictions), log)
     table = _run_models(models_table(paths.models), config)
     bases = table[table["stage"] == STAGE_ORDER[0]].reset_index(drop=True)
@@ -145,6 +161,7 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
             learning_rate=config.train.stages.learning_rate,
             augment=config.train.augment,
             seed=config.seed,
+            **technique_settings(config),
         )
         for stage in STAGES
     }
@@ -163,8 +180,10 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
     )
 
 
-def _train(config: RunConfig, jobs: list, log: Callable[[str], None]) -> None:
-    """Run the jobs side by side as ``train.processes`` says, with the estimate after the first epoch."""
+def _train(config: RunConfig, jobs: list, log: Callable[[str], None], plan: Callable | None = None) -> None:
+    """Run the jobs side by side as ``train.processes`` says, with the estimate after the first epoch
+    (``plan(gpus=..., processes=...)``: the work the estimate covers; default :func:`work_plan`)."""
+    plan = plan or (lambda **kw: work_plan(config, **kw))
     from hpa_utils.run.device import detect_device
     from hpa_utils.training.executor import plan_processes, run_jobs
     from hpa_utils.training.plan import Estimate
@@ -173,12 +192,12 @@ def _train(config: RunConfig, jobs: list, log: Callable[[str], None]) -> None:
         from hpa_utils.training.cluster import ray_session, run_jobs_on_ray
 
         with ray_session(config.train.ray_address, log=log) as slots:
-            estimate = Estimate(work_plan(config, processes=slots), log)
+            estimate = Estimate(plan(processes=slots), log)
             run_jobs_on_ray(jobs, log=log, on_epoch=estimate)
         return
     gpus = len(detect_device().gpus)
     processes, threads = plan_processes(config.train.processes, len(jobs), gpus=gpus)
-    estimate = Estimate(work_plan(config, gpus=gpus), log)
+    estimate = Estimate(plan(gpus=gpus), log)
     run_jobs(jobs, processes=processes, threads=threads, log=log, on_epoch=estimate)
 
 

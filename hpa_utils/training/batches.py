@@ -30,9 +30,12 @@ class CachedBatches(keras.utils.PyDataset):
         seed: the run's seed.
         augmenter: an :class:`~hpa_utils.training.augment.Augmenter`, or None.
         workers: threads building batches (Keras' PyDataset pool).
+        transform: a function of a (B, H, W, C) batch, applied last (e.g. a test-time flip), or None.
     """
 
-    def __init__(self, images, labels, indices, batch_size, shuffle=False, seed=0, augmenter=None, workers=1):
+    def __init__(
+        self, images, labels, indices, batch_size, shuffle=False, seed=0, augmenter=None, workers=1, transform=None
+    ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
         self.images = images
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
@@ -41,6 +44,7 @@ class CachedBatches(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.augmenter = augmenter
+        self.transform = transform
         self.epoch = 0
         self.order = self.indices
 
@@ -59,6 +63,8 @@ class CachedBatches(keras.utils.PyDataset):
         x = x[np.searchsorted(sorted_rows, rows)]
         if self.augmenter is not None:
             x = self.augmenter.augment(x, seed=self.epoch * 100003 + index)
+        if self.transform is not None:
+            x = self.transform(x)
         x = x.astype(np.float32) * np.float32(1 / 255)
         if self.labels is None:
             return (x,)
@@ -91,18 +97,54 @@ class TrainingData:
         return int(self.images.shape[1])
 
     def batches(self, part: str, settings: TrainSettings) -> CachedBatches:
-        """The training batches (shuffled, augmented) or the validation batches (neither)."""
+        """The training batches (shuffled, augmented; with ``settings.oversample``, images of rare classes
+        repeated by :func:`repeat_factor_rows`) or the validation batches (neither)."""
         training = part == "train"
+        rows = self.train_indices if training else self.val_indices
+        if training and settings.oversample:
+            rows = repeat_factor_rows(self.y, rows, settings.oversample_threshold, settings.seed)
         return CachedBatches(
             self.images,
             self.y,
-            self.train_indices if training else self.val_indices,
+            rows,
             settings.batch_size,
             shuffle=training,
             seed=settings.seed,
             augmenter=Augmenter(seed=settings.seed, enabled=settings.augment) if training else None,
             workers=self.workers,
         )
+
+
+def repeat_factors(y: np.ndarray, threshold: float) -> np.ndarray:
+    """Repeat-factor sampling (Gupta et al., LVIS, 2019): each image's expected number of copies per epoch.
+
+    A class seen in a share ``f_c`` of the images gets ``r_c = max(1, sqrt(threshold / f_c))``; an image
+    gets the largest ``r_c`` of its labels (1 for an image without labels). Classes at least as common as
+    ``threshold`` are not repeated; a class 100 times rarer than it is repeated 10 times.
+
+    Args:
+        y: (N, C) multi-hot labels of the images sampled from.
+        threshold: the share of images above which a class is not oversampled, in (0, 1].
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"oversample threshold must be in (0, 1], got {threshold}")
+    y = np.asarray(y, dtype=bool)
+    share = y.mean(axis=0)
+    with np.errstate(divide="ignore"):
+        per_class = np.where(share > 0, np.sqrt(threshold / np.maximum(share, 1e-12)), 1.0)
+    per_class = np.maximum(per_class, 1.0)
+    return np.where(y, per_class[None, :], 1.0).max(axis=1, initial=1.0)
+
+
+def repeat_factor_rows(y: np.ndarray, rows: np.ndarray, threshold: float, seed: int = 0) -> np.ndarray:
+    """``rows`` with each repeated ``floor(r) + (u < frac(r))`` times (``r`` from :func:`repeat_factors` on
+    the rows' own labels, ``u`` uniform from ``seed``): the same rows for one seed, so an epoch has a
+    fixed length and a resumed run sees the same epochs."""
+    rows = np.asarray(rows)
+    factors = repeat_factors(np.asarray(y)[rows], threshold)
+    whole = np.floor(factors)
+    extra = np.random.default_rng([int(seed), 7919]).random(len(rows)) < factors - whole
+    return np.repeat(rows, (whole + extra).astype(np.int64))
 
 
 def load_training_data(

@@ -31,6 +31,7 @@ from hpa_utils.evaluation.metrics import binarize, keras_f1_metric, macro_f1
 from hpa_utils.io import write_atomic, write_text_atomic
 from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import TrainingData
+from hpa_utils.training.losses import make_loss
 from hpa_utils.training.models import set_trainable_part
 from hpa_utils.training.predictions import predict, store_prediction
 
@@ -48,6 +49,28 @@ class TrainSettings:
     prior_bias: bool = True
     seed: int = 0
     part: str = "all"
+    # The techniques beyond the report (issue 12), off by default. Recorded in a model's summary only
+    # when on (:meth:`record`), so a model trained before they existed is still recognised as finished.
+    loss: str = "bce"  # bce | focal (training.losses)
+    focal_gamma: float = 2.0
+    ema: bool = False  # train with the optimizer's moving average of the weights (use_ema), keep the average
+    ema_momentum: float = 0.99
+    oversample: bool = False  # repeat-factor sampling of images with rare classes (training.batches)
+    oversample_threshold: float = 0.1
+
+    def record(self) -> dict:
+        """The settings as a model's summary records them: the techniques' keys only where they are on."""
+        record = asdict(self)
+        if self.loss == "bce":
+            record.pop("focal_gamma")
+        if not self.ema:
+            record.pop("ema_momentum")
+        if not self.oversample:
+            record.pop("oversample_threshold")
+        for key in ("loss", "ema", "oversample"):
+            if record[key] == TrainSettings.__dataclass_fields__[key].default:
+                record.pop(key)
+        return record
 
 
 def seed_everything(seed: int) -> None:
@@ -55,15 +78,30 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
-    """Adam, binary cross-entropy and Keras' macro F1 (jit off: XLA is slower on CPUs)."""
+def compile_model(model: keras.Model, learning_rate: float, settings: TrainSettings | None = None) -> keras.Model:
+    """Adam, the loss (the report's binary cross-entropy unless ``settings.loss`` says focal) and Keras' macro
+    F1 (jit off: XLA is slower on CPUs). With ``settings.ema``, Adam keeps Keras' exponential moving average
+    of the weights (``use_ema``, ``ema_momentum``)."""
+    settings = settings or TrainSettings(epochs=1, learning_rate=learning_rate)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
+        optimizer=keras.optimizers.Adam(
+            learning_rate, use_ema=settings.ema, ema_momentum=settings.ema_momentum if settings.ema else 0.99
+        ),
+        loss=make_loss(settings.loss, settings.focal_gamma),
         metrics=[keras_f1_metric()],
         jit_compile=False,
     )
     return model
+
+
+class SwapEMA(keras.callbacks.SwapEMAWeights):
+    """Keras' ``SwapEMAWeights(swap_on_epoch=True)``: at each epoch's end the averaged weights are in the
+    model (so the validation pass, the checkpoint and the final model use them), the raw ones go back at
+    the next epoch's start. ``resumed``: the model came from such a checkpoint, so the average is in it."""
+
+    def __init__(self, resumed: bool = False):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = bool(resumed)
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
@@ -162,7 +200,7 @@ def fit_model(
     history_path = models_dir / f"{name}.history.csv"
     ckpt_dir = models_dir / f"{name}.ckpt"
     wanted = {
-        "settings": asdict(settings),
+        "settings": settings.record(),
         "image_size": data.image_size,
         "n_train": len(data.train_indices),
         "n_val": len(data.val_indices),
@@ -192,17 +230,20 @@ def fit_model(
         history_path.unlink(missing_ok=True)
         ckpt_dir.mkdir(parents=True)
         write_text_atomic(ckpt_dir / "checkpoint.json", json.dumps(wanted))
-        model = compile_model(set_trainable_part(make_model(), settings.part), settings.learning_rate)
+        model = compile_model(set_trainable_part(make_model(), settings.part), settings.learning_rate, settings)
     callback = EpochEnd(name, data, settings, ckpt_dir, history_path, history, log, on_epoch)
+    callbacks = [SwapEMA(resumed=bool(done)), callback] if settings.ema else [callback]
     started = time.perf_counter()
+    seen = len(data.train_indices)  # images per epoch (more with oversampling)
     if done < settings.epochs:
         train_batches = data.batches("train", settings)
+        seen = len(train_batches.indices)
         train_batches.epoch = done  # the shuffling and augmentation of epoch done+1 on, as uninterrupted
         model.fit(
             train_batches,
             epochs=settings.epochs,
             initial_epoch=done,
-            callbacks=[callback],
+            callbacks=callbacks,
             verbose=0,
         )
     frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
@@ -215,7 +256,7 @@ def fit_model(
         "best_val_macro_f1": float(frame["val_macro_f1"].iloc[best]),
         "best_epoch": int(frame["epoch"].iloc[best]),
         "train_seconds": round(float(frame["seconds"].sum()), 1),
-        "images_per_second": round(len(data.train_indices) * len(frame) / max(time.perf_counter() - started, 1e-9), 1)
+        "images_per_second": round(seen * len(frame) / max(time.perf_counter() - started, 1e-9), 1)
         if not done
         else None,
         "path": model_path.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,30 @@ from hpa_utils.io import write_atomic, write_json_atomic
 from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import CachedBatches, TrainingData
 from hpa_utils.training.models import BatchNormalization  # noqa: F401  (registers the layer the models use)
+from hpa_utils.training.tta import TRANSFORMS, combine, dihedral
 
 
-def predict(model: keras.Model, data: TrainingData | np.ndarray, indices=None, batch_size: int = 64) -> np.ndarray:
-    """Sigmoid probabilities (N, C) of ``model`` on rows ``indices`` of an image array (no augmentation)."""
+def predict(
+    model: keras.Model, data: TrainingData | np.ndarray, indices=None, batch_size: int = 64, tta: str = "none"
+) -> np.ndarray:
+    """Sigmoid probabilities (N, C) of ``model`` on rows ``indices`` of an image array (no augmentation).
+
+    ``tta``: ``"none"``, or ``"mean"`` / ``"max"`` of the predictions on the eight flips and quarter turns of
+    every image (:mod:`hpa_utils.training.tta`; eight times the work), or ``"views"``: the eight predictions
+    themselves, (8, N, C), for :func:`~hpa_utils.training.tta.combine`.
+    """
     images = data.images if isinstance(data, TrainingData) else data
     indices = np.arange(len(images)) if indices is None else indices
-    batches = CachedBatches(images, None, indices, batch_size)
-    return np.asarray(model.predict(batches, verbose=0), dtype=np.float32)
+    if tta == "none":
+        batches = CachedBatches(images, None, indices, batch_size)
+        return np.asarray(model.predict(batches, verbose=0), dtype=np.float32)
+    views = [
+        model.predict(
+            CachedBatches(images, None, indices, batch_size, transform=partial(dihedral, k=k, flip=flip)), verbose=0
+        )
+        for k, flip in TRANSFORMS
+    ]
+    return np.asarray(views, dtype=np.float32) if tta == "views" else combine(views, tta)
 
 
 def predict_models(
@@ -29,6 +46,7 @@ def predict_models(
     predictions_dir: str | Path,
     batch_size: int = 64,
     log: Callable[[str], None] = print,
+    tta: str = "none",
 ) -> dict[str, dict[str, np.ndarray]]:
     """Every model's probabilities on every split, computed once and stored as ``.npy``.
 
@@ -38,7 +56,8 @@ def predict_models(
     Args:
         model_paths: model name -> ``.keras`` path.
         splits: split name (e.g. "val", "test") -> (images, row indices).
-        predictions_dir: where ``{model}_{split}.npy`` go.
+        predictions_dir: where ``{model}_{split}.npy`` go (``{model}_{split}_tta-{mode}.npy`` with ``tta``).
+        tta: test-time augmentation (:func:`predict`); stored apart from the plain predictions.
 
     Returns:
         split -> model -> (N, C) float32 probabilities.
@@ -48,7 +67,8 @@ def predict_models(
     for name, model_path in model_paths.items():
         model = None
         for split, (images, indices) in splits.items():
-            npy = predictions_dir / f"{name}_{split}.npy"
+            stem = split if tta == "none" else f"{split}_tta-{tta}"
+            npy = predictions_dir / f"{name}_{stem}.npy"
             key = _key(model_path, indices, int(images.shape[1]))
             meta = npy.with_suffix(".json")
             if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
@@ -56,15 +76,15 @@ def predict_models(
                 continue
             if model is None:
                 model = keras.saving.load_model(model_path, compile=False)
-                log(f"predicting with {name}")
+                log(f"predicting with {name}" + {"none": "", "views": " (8 views)"}.get(tta, f" (8 views, {tta})"))
             out[split][name] = store_prediction(
                 predictions_dir,
                 name,
-                split,
+                stem,
                 model_path,
                 indices,
                 int(images.shape[1]),
-                predict(model, images, indices, batch_size),
+                predict(model, images, indices, batch_size, tta),
             )
     return out
 

@@ -42,15 +42,16 @@ def stage_name(variant: int, stage: str) -> str:
 
 
 def train_base(
-    variant, data, settings, models_dir, predictions_dir=None, log=print, on_epoch=None, check_only=False
+    variant, data, settings, models_dir, predictions_dir=None, log=print, on_epoch=None, check_only=False, name=None
 ) -> dict | None:
-    """Train base model ``variant`` (index into :data:`~hpa_utils.training.models.VARIANTS`) from scratch."""
+    """Train base model ``variant`` (index into :data:`~hpa_utils.training.models.VARIANTS`) from scratch,
+    as ``name`` (default ``v{variant}``; notebook 05 names its variants ``v0+focal``...)."""
     index = _variant_index(variant)
     bias = prior_log_odds(data.y[data.train_indices]) if settings.prior_bias else None
     shape = (data.image_size, data.image_size, data.images.shape[-1])
     meta = {"variant": index, "variant_name": get_variant(index).name, "stage": BASE, "parent": None}
     return fit_model(
-        base_name(index),
+        name or base_name(index),
         lambda: build_variant(index, shape, output_bias=bias),
         data,
         settings,

@@ -17,12 +17,15 @@ def _cell_gain(field: Field, rng: np.random.Generator, low: float, high: float) 
     return lut[field.cell_lab]  # index -1 picks the trailing 1.0
 
 
-def _green(field: Field, labels: Sequence[int], rng: np.random.Generator) -> np.ndarray:
-    """The protein channel: the labels' patterns mixed, at a random overall intensity."""
+def _green(field: Field, labels: Sequence[int], rng: np.random.Generator, patterns: dict | None = None) -> np.ndarray:
+    """The protein channel: the labels' patterns mixed, at a random overall intensity. ``patterns``: a dict
+    that receives each class's pattern, scaled to a peak of 1 (where the generator drew it)."""
     raw = field.blank()
     for c in labels:
         pattern = PAINTERS[int(c)](field, rng).astype(np.float32)
-        raw += rng.uniform(0.35, 1.0) * pattern / max(float(pattern.max()), 1e-6)
+        if patterns is not None:
+            patterns[int(c)] = pattern / max(float(pattern.max()), 1e-6)
+        raw += rng.uniform(0.35, 1.0) * pattern / max(float(pattern.max()), 1e-6)  # as before: same pixels
     raw += rng.uniform(0.0, 0.05) * blur(field.cell.astype(np.float32), 2 * field.u)  # unspecific
     raw *= _cell_gain(field, rng, 0.45, 1.2)
     # Random level: the mean over the cells (not the peak) is drawn, so dense and
@@ -57,8 +60,14 @@ def _finish(img: np.ndarray, rng: np.random.Generator, peak: float, shading: np.
     return np.clip(img, 0, 255, out=img).astype(np.uint8)
 
 
-def render_channels(labels: Sequence[int], size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Draw one field for ``labels``: ``{channel: (size, size) uint8}`` for red, green, blue, yellow."""
+def render_channels(
+    labels: Sequence[int], size: int, rng: np.random.Generator, patterns: dict | None = None
+) -> dict[str, np.ndarray]:
+    """Draw one field for ``labels``: ``{channel: (size, size) uint8}`` for red, green, blue, yellow.
+
+    ``patterns``: a dict that receives ``{class: (size, size) float32}``, each label's green pattern before
+    mixing, peak 1 (what :func:`~hpa_utils.data.synth.writer.pattern_maps` replays for the pointing game).
+    """
     labels = [int(c) for c in labels]
     field = make_field(rng, size, mitotic=True if 17 in labels else None)
     cyto, nuc = field.cyto.astype(np.float32), field.nuc.astype(np.float32)
@@ -67,7 +76,7 @@ def render_channels(labels: Sequence[int], size: int, rng: np.random.Generator) 
     red = blur(red, 0.4 * field.u) * _cell_gain(field, rng, 0.6, 1.25)
     yellow = (field.er + 0.35 * cyto + 0.05 * nuc) * _cell_gain(field, rng, 0.6, 1.25)
     blue = _nucleus_stain(field, rng) * _cell_gain(field, rng, 0.7, 1.2)
-    green = _green(field, labels, rng)
+    green = _green(field, labels, rng, patterns)
     shading = _shading(rng, size)
     return {
         "red": _finish(red, rng, rng.uniform(120, 255), shading),

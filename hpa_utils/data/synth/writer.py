@@ -312,3 +312,35 @@ def generate_dataset(
     else:
         os.replace(tmp, out_dir)
     return _summary(out_dir, params, time.perf_counter() - start, skipped=False)
+
+
+def pattern_maps(data_dir: str | os.PathLike, split: str, image_ids: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
+    """Where the generator drew each label's pattern in images of a synthetic dataset, replayed exactly.
+
+    Each image is drawn again from its own generator ``(seed, split, index)`` (nothing is read but
+    ``synth.json``), recording each label's green pattern before mixing: ``{Id: {class: (size, size)
+    float32, peak 1}}``. The real HPA data has no such ground truth.
+
+    Raises:
+        DataError: ``data_dir`` is not a synthetic dataset, or an Id is not in ``split``.
+    """
+    data_dir = Path(data_dir)
+    params = _read_manifest(data_dir)
+    if params is None:
+        raise DataError(
+            f"{data_dir}: not a synthetic dataset (no {MANIFEST}); pattern maps exist only for synthetic data"
+        )
+    train_ids, train_labels, test_ids, test_labels, _ = _plan(
+        params["seed"], params["n_train"], params["n_test"], params["public_fraction"]
+    )
+    ids, labels = (train_ids, train_labels) if split == "train" else (test_ids, test_labels)
+    position = {image_id: index for index, image_id in enumerate(ids)}
+    out = {}
+    for image_id in image_ids:
+        if image_id not in position:
+            raise DataError(f"{data_dir / MANIFEST}: Id {image_id} is not in the synthetic {split} split")
+        index = position[image_id]
+        patterns: dict[int, np.ndarray] = {}
+        render_channels(labels[index], params["size"], _rng(params["seed"], _SPLIT_CODES[split], index), patterns)
+        out[image_id] = patterns
+    return out

@@ -11,11 +11,13 @@ alone. Importing the package changes no global state (no backend choice, no rcPa
 Modules: :mod:`.style` (theme, saving, shared input helpers); :mod:`.eda` (label
 statistics); :mod:`.images` (composites, montages, channel intensity);
 :mod:`.training` (curves, one model's stages on one epoch axis, per-model scores, stages);
-:mod:`.evaluation` (ensembles, thresholds, per-class F1; :func:`set_labels` names the test set's parts).
+:mod:`.evaluation` (ensembles, thresholds, per-class F1; :func:`set_labels` names the test set's parts);
+:mod:`.beyond` (notebook 05: the ablation's intervals, Grad-CAM maps).
 :func:`format_list` writes a list for a title ("Base models 0, 1, 2 and 3"). Titles carry no figure
 number: the HTML report numbers its figures.
 """
 
+from hpa_utils.reporting.plots.beyond import plot_ablation, plot_gradcam
 from hpa_utils.reporting.plots.eda import (
     plot_class_counts,
     plot_cooccurrence,
@@ -40,9 +42,11 @@ from hpa_utils.reporting.plots.training import (
 
 __all__ = [
     "format_list",
+    "plot_ablation",
     "plot_channel_stats",
     "plot_class_counts",
     "plot_cooccurrence",
+    "plot_gradcam",
     "plot_ensemble_comparison",
     "plot_labels_per_image",
     "plot_model_scores",
