@@ -229,8 +229,12 @@ def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) ->
                 jobs.append(PlannedJob(name, epochs, n_train, n_val, part))
     stored = {p.stem for p in paths.predictions.glob("*.npy")} if paths.predictions.is_dir() else set()
     to_train = {job.name for job in jobs}  # training stores these models' validation predictions itself
-    predict = sum(
-        n_val * (f"{m}_val" not in stored and m not in to_train) + n_test * (f"{m}_test" not in stored) for m in models
+    tta = "" if config.ensemble.tta == "none" else f"_tta-{config.ensemble.tta}"  # 8 views each
+    views = 1 if not tta else 8
+    predict = views * sum(
+        n_val * (f"{m}_val{tta}" not in stored and (bool(tta) or m not in to_train))
+        + n_test * (f"{m}_test{tta}" not in stored)
+        for m in models
     )
     if processes is None:
         processes, _ = plan_processes(config.train.processes, len(config.train.variants), gpus=gpus)
