@@ -258,7 +258,7 @@ def _write_beyond(results: Path) -> None:
         "sets": {"val": 48, "public": 18, "private": 42, "test": 60},
         "rows": rows,
         "gradcam_model": "v2-C",
-        "gradcam_layer": "cnn_block3_conv3",
+        "gradcam_layer": "the maps of every global-average-pooled block, weighted by the gradient at its pool",
         "gradcam_best": [0, 25],
         "gradcam_worst": [16],
         "pointing": {"maps": 70, "mass_on_pattern": 0.42, "pattern_share": 0.21, "peak_on_pattern": 0.6, "level": 0.2},
@@ -311,7 +311,9 @@ def test_every_figure_is_embedded_as_a_data_uri_with_alt_text(fake_run):
     sources = re.findall(r'<img src="([^"]*)" alt="([^"]+)"', html)
     assert len(sources) == len(FIGURES) + 1 == html.count("<img")
     assert all(src.startswith("data:image/png;base64,") for src, _ in sources)
-    assert not re.search(r'(src|href)="(?!data:|#|https://www\.kaggle\.com|https://openreview\.net|https://github\.com)', html)
+    assert not re.search(
+        r'(src|href)="(?!data:|#|https://www\.kaggle\.com|https://openreview\.net|https://github\.com)', html
+    )
     assert "<link" not in html and "<script src" not in html
     numbers = [int(n) for n in re.findall(r'<span class="label">Figure (\d+)\.</span>', html)]
     assert numbers == list(range(1, len(sources) + 1))
@@ -543,11 +545,16 @@ def test_beyond_section_states_the_ablation_and_the_pointing_game_from_its_files
     section = text.split("6. Beyond the original")[1].split("7. Discussion")[0]
     assert "focal loss 0.230 0.235 0.220 0.225 +0.030 [+0.012, +0.058] +0.035 [+0.012, +0.058] helps" in section
     assert "focal loss sentence helps" in section and "all together sentence hurts" in section
-    assert "On this run the interval says focal loss helps; all together hurts; for 8x TTA (mean) it includes 0" in section
+    assert (
+        "On this run the interval says focal loss helps; all together hurts; for 8x TTA (mean) it includes 0" in section
+    )
     assert "interval on the 60 held-out test images" in section
     assert "42.0% of a map's mass falls on its class's pattern, which covers 21.0% of the image" in section
-    assert "2.0 times chance" in section and "most for Nucleoplasm (2.5 times chance) and least for Cytosol (2.0)" in section
-    assert "best on (0 Nucleoplasm, 25 Cytosol) and worst on (16 Cytokinetic bridge)" in section
+    assert (
+        "2.0 times chance" in section
+        and "most for Nucleoplasm (2.5 times chance) and least for Cytosol (2.0)" in section
+    )
+    assert "does best on (0 Nucleoplasm, 25 Cytosol) and worst on (16 Cytokinetic bridge)" in section
     # the figures after the extra one keep the numbering in order (the builder raises otherwise)
     assert "Figure 20." in section and "Figure 21." in section
 

@@ -365,7 +365,7 @@ class GradCam:
         best, worst: the classes shown (best and worst validation F1 among classes with validation images).
         panels: the images shown: class, kind ("best"/"worst"), Id, the four channels (H, W, 4) uint8, the
             map (H, W), the pattern mask or None, the model's probability for the class.
-        layer: the layer the maps weight.
+        layer: what the maps weight (:data:`~hpa_utils.training.gradcam.MAPS_DESCRIPTION`).
         pointing: overall pointing-game figures, or None without ground truth.
     """
 
@@ -411,7 +411,7 @@ def run_gradcam(config: RunConfig, log: Callable[[str], None] = print, batch_siz
     from hpa_utils.io import save_table
     from hpa_utils.studies.training import training_data
     from hpa_utils.training.backend import keras
-    from hpa_utils.training.gradcam import DEFAULT_LAYER, grad_cam
+    from hpa_utils.training.gradcam import MAPS_DESCRIPTION, grad_cam
     from hpa_utils.training.predictions import predict_models
     from hpa_utils.training.registry import models_table
 
@@ -519,7 +519,7 @@ def run_gradcam(config: RunConfig, log: Callable[[str], None] = print, batch_siz
         best=best,
         worst=worst,
         panels=panels,
-        layer=DEFAULT_LAYER,
+        layer=MAPS_DESCRIPTION,
         pointing=pointing,
     )
 
