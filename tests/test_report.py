@@ -248,6 +248,7 @@ def _write_beyond(results: Path) -> None:
                 **{f"d_{s}_high": high for s in ("val", "public", "private", "test")},
                 "verdict": verdict,
                 "sentence": f"{label} sentence {verdict}" if verdict else "",
+                "images_per_epoch": 300 if key == "all" else 200,
             }
         )
     pd.DataFrame(rows).to_csv(results / "beyond_ablation.csv", index=False)
@@ -549,6 +550,7 @@ def test_beyond_section_states_the_ablation_and_the_pointing_game_from_its_files
         "On this run the interval says focal loss helps; all together hurts; for 8x TTA (mean) it includes 0" in section
     )
     assert "interval on the 60 held-out test images" in section
+    assert "All together trains on 300 images per epoch against the baseline's 200 (1.5 times" in section
     assert "42.0% of a map's mass falls on its class's pattern, which covers 21.0% of the image" in section
     assert (
         "2.0 times chance" in section

@@ -297,6 +297,14 @@ def _beyond_facts(summary, pointing: pd.DataFrame | None, config: dict) -> dict 
         "verdict_set_name": BEYOND_SETS.get(verdict_set, verdict_set),
         "n_verdict": (summary.sets or {}).get(verdict_set),
         "verdicts": by_verdict,
+        "longer": [
+            row
+            for row in techniques
+            if baseline
+            and to_number(row.get("images_per_epoch"))
+            and to_number(baseline.get("images_per_epoch"))
+            and row["images_per_epoch"] > baseline["images_per_epoch"]
+        ],
         "best": best,
         "variant": summary.variant,
         "model": summary.gradcam_model,

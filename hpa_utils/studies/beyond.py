@@ -200,6 +200,7 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
     from hpa_utils.evaluation.thresholds import best_global_threshold, label_ratio_thresholds
     from hpa_utils.io import save_table
     from hpa_utils.studies.training import _train, base_settings, training_data
+    from hpa_utils.training.batches import repeat_factor_rows
     from hpa_utils.training.executor import Job
     from hpa_utils.training.predictions import predict_models
     from hpa_utils.training.registry import base_name, train_base
@@ -237,8 +238,13 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
     view_models = {models[r.key][0] for r in rows if r.tta != "none"}
     _train(config, jobs, log, plan=_plan(config, jobs, data, n_test, len(view_models)))
 
-    trained = {}
+    trained, per_epoch = {}, {}
     for name, folder in set(models.values()):
+        settings = _job_settings(jobs, name)
+        rows_ = data.train_indices
+        if settings.oversample:
+            rows_ = repeat_factor_rows(data.y, rows_, settings.oversample_threshold, settings.seed)
+        per_epoch[name] = len(rows_)  # oversampling lengthens the epoch: more gradient steps
         trained[name] = train_base(
             variant, data, _job_settings(jobs, name), folder, log=lambda line: None, check_only=True, name=name
         )
@@ -291,6 +297,7 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
             "tta": row.tta,
             "threshold_rule": rules[row.key],
             "train_seconds": (trained.get(name) or {}).get("train_seconds"),
+            "images_per_epoch": per_epoch[name],
             "source": row.source,
         }
         for split, y in set_labels.items():
