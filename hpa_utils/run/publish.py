@@ -144,7 +144,7 @@ def _beyond_lines(results: dict) -> list[str]:
         "",
         f"Beyond the original (notebook 05, `report/run/results/beyond_ablation.csv`): base model {summary.variant} "
         f"with each technique of the competition's winners, alone and together; difference from the baseline "
-        f"with its paired 95% interval on the {(summary.sets or {}).get(split, '?')} {where}:",
+        f"with its paired 95% interval on the {_count((summary.sets or {}).get(split))} {where}:",
         "",
         "| technique | validation | public | private | difference [95% interval] | verdict |",
         "|---|---|---|---|---|---|",
@@ -197,6 +197,13 @@ def _f3(value) -> str:
     except (TypeError, ValueError):
         return "n/a"
     return "n/a" if pd.isna(number) else f"{number:.3f}"
+
+
+def _count(value) -> str:
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return "?"
 
 
 def _minutes(seconds) -> str:
