@@ -205,7 +205,7 @@ def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_co
             "smoke",
             data_dir=data,
             output_dir=tmp_path / "bad",
-            overrides=["train.variants=[99]"],
+            overrides=["train.variants=[99]", "beyond.run=false"],
             log=lambda s: None,
             echo=False,
         )
@@ -221,7 +221,8 @@ def test_smoke_run_on_the_real_sample(real_sample, tmp_path, monkeypatch):
         "smoke",
         data_dir=real_sample,
         output_dir=tmp_path / "out",
-        overrides=["train.variants=[0]"],
+        # 05 with one technique of each kind (training, TTA, thresholds): the real data's path, at half the cost
+        overrides=["train.variants=[0]", "beyond.techniques=[focal, tta_mean, label_ratio]"],
         log=lambda s: None,
         echo=False,
     )
@@ -231,6 +232,9 @@ def test_smoke_run_on_the_real_sample(real_sample, tmp_path, monkeypatch):
     assert dataset == {**dataset, "kind": "real", "n_train": 40, "image_size_source": "512x512"}
     assert (tmp_path / "out" / "figures" / "eda_montage_rgb.png").is_file()
     assert not (tmp_path / "out" / "submission.csv").exists(), "no test set, so no submission"
+    beyond = json.loads((tmp_path / "out" / "results" / "beyond.json").read_text())
+    assert beyond["verdict_set"] == "val" and beyond["pointing"] is None, "no test labels, no generator to replay"
+    assert [row["key"] for row in beyond["rows"]] == ["baseline", "focal", "tta_mean", "label_ratio", "all"]
 
 
 # ----------------------------------------------------------------------------- the other two doors

@@ -163,9 +163,17 @@ def _settings_for(config: RunConfig, technique: Technique):
     return dataclasses.replace(base_settings(config), **{**off, **technique.train})
 
 
+def images_per_epoch(data, settings) -> int:
+    """Training images one epoch of ``settings`` sees (more than the training part when oversampling)."""
+    from hpa_utils.training.batches import repeat_factor_rows
+
+    if not settings.oversample:
+        return len(data.train_indices)
+    return len(repeat_factor_rows(data.y, data.train_indices, settings.oversample_threshold, settings.seed))
+
+
 def _plan(config: RunConfig, jobs: list, data, n_test: int, views: int):
     """The estimate's work: the ablation's models left to train and the images left to predict."""
-    from hpa_utils.training.batches import repeat_factors
     from hpa_utils.training.plan import PlannedJob, WorkPlan
 
     planned = []
@@ -173,10 +181,7 @@ def _plan(config: RunConfig, jobs: list, data, n_test: int, views: int):
         settings = job.args[2]
         if job.run(*job.args, log=lambda line: None, check_only=True) is not None:
             continue
-        n_train = len(data.train_indices)
-        if settings.oversample:
-            n_train = int(repeat_factors(data.y[data.train_indices], settings.oversample_threshold).sum())
-        planned.append(PlannedJob(job.name, settings.epochs, n_train, len(data.val_indices)))
+        planned.append(PlannedJob(job.name, settings.epochs, images_per_epoch(data, settings), len(data.val_indices)))
     n_val = len(data.val_indices)
     predict = (len(jobs) * (n_val + n_test)) + views * 8 * (n_val + n_test)
 
@@ -200,7 +205,6 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
     from hpa_utils.evaluation.thresholds import best_global_threshold, label_ratio_thresholds
     from hpa_utils.io import save_table
     from hpa_utils.studies.training import _train, base_settings, training_data
-    from hpa_utils.training.batches import repeat_factor_rows
     from hpa_utils.training.executor import Job
     from hpa_utils.training.predictions import predict_models
     from hpa_utils.training.registry import base_name, train_base
@@ -240,11 +244,7 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
 
     trained, per_epoch = {}, {}
     for name, folder in set(models.values()):
-        settings = _job_settings(jobs, name)
-        rows_ = data.train_indices
-        if settings.oversample:
-            rows_ = repeat_factor_rows(data.y, rows_, settings.oversample_threshold, settings.seed)
-        per_epoch[name] = len(rows_)  # oversampling lengthens the epoch: more gradient steps
+        per_epoch[name] = images_per_epoch(data, _job_settings(jobs, name))  # more steps when oversampling
         trained[name] = train_base(
             variant, data, _job_settings(jobs, name), folder, log=lambda line: None, check_only=True, name=name
         )
