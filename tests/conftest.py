@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny hand-made Kaggle-layout dataset, and the real 40-Id sample."""
+"""Shared fixtures: a tiny hand-made Kaggle-layout dataset, the real 40-Id sample, and tiny training data."""
 
 from __future__ import annotations
 
@@ -87,3 +87,19 @@ def smoke_run(smoke_data):
     record = run("smoke", data_dir=smoke_data / "data", output_dir=smoke_data / "out", log=lines.append, echo=False)
     yield smoke_data / "out", record, lines, smoke_data / "data"
     mp.undo()
+
+
+def tiny_training_data(tmp_path_factory, image_size: int, workers: int = 2):
+    """48 synthetic training Ids (seed 1) decoded at ``image_size``, split 36/12: the training tests' data."""
+    from hpa_utils.data.cache import open_cache
+    from hpa_utils.data.dataset import open_dataset
+    from hpa_utils.data.split import stratified_split
+    from hpa_utils.data.synth import generate_dataset
+    from hpa_utils.training.batches import TrainingData
+
+    root = tmp_path_factory.mktemp("synth") / "data"
+    generate_dataset(root, n_train=48, n_test=8, size=128, seed=1)
+    dataset = open_dataset(root)
+    images = open_cache(dataset, "train", image_size, tmp_path_factory.mktemp("cache"))
+    train, val = stratified_split(dataset.y, 0.25, seed=0)
+    return TrainingData(images, dataset.y, train, val, workers=workers)

@@ -9,10 +9,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_training_data
 
-from hpa_utils.data.cache import open_cache
 from hpa_utils.data.dataset import open_dataset
-from hpa_utils.data.split import stratified_split
 from hpa_utils.evaluation.thresholds import label_ratio_thresholds
 from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import TrainingData, repeat_factor_rows, repeat_factors
@@ -113,14 +112,7 @@ def test_repeat_factors_follow_the_square_root_rule():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TrainingData:
-    from hpa_utils.data.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("synth") / "data"
-    generate_dataset(root, n_train=48, n_test=8, size=128, seed=1)
-    dataset = open_dataset(root)
-    images = open_cache(dataset, "train", 80, tmp_path_factory.mktemp("cache"))
-    train, val = stratified_split(dataset.y, 0.25, seed=0)
-    return TrainingData(images, dataset.y, train, val, workers=1)
+    return tiny_training_data(tmp_path_factory, 80, workers=1)
 
 
 def test_a_model_trained_before_the_switches_is_still_recognised():

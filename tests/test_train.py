@@ -7,10 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_training_data
 
-from hpa_utils.data.cache import open_cache
-from hpa_utils.data.dataset import open_dataset
-from hpa_utils.data.split import stratified_split
 from hpa_utils.training.batches import CachedBatches, TrainingData
 from hpa_utils.training.fit import HISTORY_COLUMNS, TrainSettings
 from hpa_utils.training.registry import finetune, load_history, models_table, train_base
@@ -18,14 +16,7 @@ from hpa_utils.training.registry import finetune, load_history, models_table, tr
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TrainingData:
-    from hpa_utils.data.synth import generate_dataset
-
-    root = tmp_path_factory.mktemp("synth") / "data"
-    generate_dataset(root, n_train=48, n_test=8, size=128, seed=1)
-    dataset = open_dataset(root)
-    images = open_cache(dataset, "train", 96, tmp_path_factory.mktemp("cache"))
-    train, val = stratified_split(dataset.y, 0.25, seed=0)
-    return TrainingData(images, dataset.y, train, val, workers=2)
+    return tiny_training_data(tmp_path_factory, 96)
 
 
 SETTINGS = TrainSettings(epochs=2, batch_size=16, learning_rate=1e-3, seed=0)
