@@ -14,16 +14,29 @@ $(BIN)/hpa: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(BIN)/hpa
 
-.PHONY: help venv run test lint bench scale lab report report-pdf publish clean
+.PHONY: help venv git-filter run test lint bench scale lab report report-pdf publish clean
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 venv: $(BIN)/hpa ## create .venv and install the project (done by every target that needs it)
 
-run: $(BIN)/hpa ## the whole pipeline on the synthetic dataset (PRESET=quick; ARGS="-p train.base.epochs=3")
+# Running a notebook in JupyterLab saves its outputs into notebooks/*.ipynb. This git filter (nbstripout, named
+# in .gitattributes) shows git the notebooks without outputs, execution counts or the kernel's version, so
+# exploring never dirties git, while what you edit in a cell's source still does.
+NBSTRIP = "$(abspath $(BIN))/python" -m nbstripout --keep-id
+NBSTRIP_KEYS = metadata.papermill cell.metadata.papermill metadata.language_info.version \
+	metadata.language_info.codemirror_mode metadata.language_info.file_extension metadata.language_info.mimetype \
+	metadata.language_info.nbconvert_exporter metadata.language_info.pygments_lexer
+git-filter: ## strip notebook outputs from what git sees (run by make run, test and lab)
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean '$(NBSTRIP)' && git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.extrakeys '$(strip $(NBSTRIP_KEYS))' && \
+	  git config diff.ipynb.textconv '$(NBSTRIP) -t'; fi
+
+run: $(BIN)/hpa git-filter ## the whole pipeline on the synthetic dataset (PRESET=quick; ARGS="-p train.base.epochs=3")
 	$(BIN)/hpa run --preset $(PRESET) $(ARGS)
 
-test: $(BIN)/hpa ## the test suite
+test: $(BIN)/hpa git-filter ## the test suite
 	$(BIN)/python -m pytest -q tests
 
 lint: $(BIN)/hpa ## ruff on the library, the tests and the notebooks
@@ -35,7 +48,7 @@ bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 scale: $(BIN)/hpa ## Kaggle-scale rehearsal: 43k synthetic 512-px Ids (~30 GB, ~70 min), every step but training
 	$(BIN)/hpa scale $(ARGS)
 
-lab: $(BIN)/hpa ## JupyterLab on the project (notebooks/, runs/, figures/, report/ in its file browser)
+lab: $(BIN)/hpa git-filter ## JupyterLab on the project (notebooks/, runs/, figures/, report/ in its file browser)
 	$(BIN)/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
 
 # `make report`: the shipped report/report.html from the committed tables (no training);

@@ -15,6 +15,7 @@ read; the cache lives elsewhere (see :mod:`hpa_utils.cache`).
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections import Counter
@@ -30,8 +31,17 @@ from hpa_utils.data.labels import CHANNELS, parse_target, targets_to_multihot
 from hpa_utils.errors import DataError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: An Id: Kaggle's characters and nothing else (matched with ``fullmatch``: no trailing newline or space).
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PNG_COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
+#: The largest image side accepted, in px (Kaggle's PNGs are 512 px, the HPA's full-size ones 2048-3072 px).
+#: Checked from the PNG header before a file is decoded, so a small file whose header promises a huge image
+#: (a 30000-px PNG of zeros is under 1 MB) is refused instead of filling the memory: a decoded 8192-px
+#: channel is 64 MiB.
+MAX_IMAGE_SIDE = 8192
+#: The largest channel file read, in bytes: a PNG of an 8192-px 8-bit channel holds at most 64 MiB of pixels
+#: (plus a byte a row and deflate's few bytes a block), so a larger file is refused before it is read.
+MAX_PNG_BYTES = 80 * 2**20
 
 
 def csv_line(row_index: int) -> int:
@@ -48,7 +58,7 @@ def check_id(sample_id: object) -> str | None:
     """Return a problem sentence if ``sample_id`` is not a plain file-name stem, else None."""
     if not isinstance(sample_id, str) or not sample_id.strip():
         return "Id is empty"
-    if "/" in sample_id or "\\" in sample_id or ".." in sample_id or not _PLAIN_ID.match(sample_id):
+    if "/" in sample_id or "\\" in sample_id or ".." in sample_id or not _PLAIN_ID.fullmatch(sample_id):
         return f"Id {sample_id!r} is not a plain name (letters, digits, '-', '_', '.'; no path separators or '..')"
     return None
 
@@ -107,41 +117,78 @@ def read_labels(csv_path: str | Path) -> pd.DataFrame:
     return out[["Id", "Target", "labels"]]
 
 
-def read_png_header(path: Path) -> tuple[int, int, int, int]:
-    """(width, height, bit depth, colour type) from a PNG's IHDR chunk.
-
-    Raises:
-        DataError: the file is missing, or not a PNG.
-    """
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(26)
-    except FileNotFoundError:
-        raise DataError(f"{path}: channel file is missing") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot be read ({error.strerror})") from None
+def _parse_png_header(path: Path, head: bytes) -> tuple[int, int, int, int]:
     if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         raise DataError(f"{path}: not a PNG file")
     width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
     return width, height, depth, colour
 
 
-def _check_header(path: Path) -> tuple[int, int]:
-    width, height, depth, colour = read_png_header(path)
+def _read_png(path: Path, whole: bool) -> bytes:
+    """The first 26 bytes of ``path`` (the signature and the IHDR chunk), or (``whole``) all of it.
+
+    Raises:
+        DataError: the file is missing, unreadable, or larger than :data:`MAX_PNG_BYTES` (``whole``).
+    """
+    try:
+        with open(path, "rb") as handle:
+            length = os.fstat(handle.fileno()).st_size if whole else 0
+            if length > MAX_PNG_BYTES:
+                raise DataError(
+                    f"{path}: file of {length / 2**20:.0f} MiB, larger than any PNG of an image within "
+                    f"MAX_IMAGE_SIDE = {MAX_IMAGE_SIDE} px ({MAX_PNG_BYTES // 2**20} MiB)"
+                )
+            return handle.read() if whole else handle.read(26)
+    except FileNotFoundError:
+        raise DataError(f"{path}: channel file is missing") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a PNG file") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def read_png_header(path: Path) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk.
+
+    Raises:
+        DataError: the file is missing, or not a PNG.
+    """
+    head = _read_png(path, whole=False)
+    return _parse_png_header(path, head)
+
+
+def _check_header(path: Path, head: bytes | None = None) -> tuple[int, int]:
+    """(width, height) of an 8-bit single-channel PNG no larger than :data:`MAX_IMAGE_SIDE` a side.
+
+    Args:
+        path: the file (named in errors; read when ``head`` is None).
+        head: the file's first 26 bytes (or all of it), when they have been read already.
+    """
+    width, height, depth, colour = read_png_header(path) if head is None else _parse_png_header(path, head)
     if depth != 8 or colour != 0:
         kind = _PNG_COLOUR_TYPES.get(colour, f"colour type {colour}")
         raise DataError(f"{path}: expected an 8-bit single-channel PNG, found {depth}-bit {kind}")
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise DataError(
+            f"{path}: image of {width}x{height} px (PNG header), outside 1..{MAX_IMAGE_SIDE} px a side "
+            "(MAX_IMAGE_SIDE); refused before decoding"
+        )
     return width, height
 
 
 def read_channel(path: Path) -> np.ndarray:
     """Decode one channel PNG as a 2-D uint8 array, checking it fully.
 
+    The file's bytes are read here and decoded by ``cv2.imdecode``: no path reaches OpenCV, whose
+    ``imread`` crashes on a path that is not UTF-8. The header is checked (type, and
+    :data:`MAX_IMAGE_SIDE`) before anything is decoded.
+
     Raises:
-        DataError: missing, not a PNG, not 8-bit single-channel, or unreadable/truncated.
+        DataError: missing, not a PNG, not 8-bit single-channel, too large, or unreadable/truncated.
     """
-    width, height = _check_header(path)
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    data = _read_png(path, whole=True)
+    width, height = _check_header(path, data)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{path}: unreadable or truncated PNG")
     if image.dtype != np.uint8 or image.ndim != 2 or image.shape != (height, width):
@@ -189,8 +236,6 @@ def load_samples(
 
 def default_workers() -> int:
     """Threads for decoding: one per core (cv2 releases the GIL while decoding)."""
-    import os
-
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 

@@ -12,6 +12,7 @@ line (1-based, the header is line 1); a file with several problems raises one Da
 from __future__ import annotations
 
 import csv
+import io
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -156,18 +157,34 @@ def _some(ids: Sequence[str]) -> str:
     return listed + (f", ... ({len(ids) - MAX_LISTED_IDS} more)" if len(ids) > MAX_LISTED_IDS else "")
 
 
-def _read_rows(path: str | os.PathLike, header: tuple[str, ...]) -> list[tuple[int, list[str]]]:
-    """The data rows of a CSV as (line number, fields), after checking the file and its header."""
+#: Inputs are read whole, so their size is bounded: a solution (Kaggle's is 1 MB) at most this many bytes, a
+#: submission at most :data:`SUBMISSION_SLACK` times the bytes of its expected rows at their longest.
+MAX_CSV_BYTES = 256 * 2**20
+SUBMISSION_SLACK = 100
+#: The longest row of a submission: a 36-character Id, a comma, the 28 classes and their spaces, CR LF.
+_LONGEST_ROW = 36 + 1 + 28 * 3 + 2
+
+
+def _read_rows(
+    path: str | os.PathLike, header: tuple[str, ...], max_bytes: int = MAX_CSV_BYTES
+) -> list[tuple[int, list[str]]]:
+    """The data rows of a CSV as (line number, fields), after checking the file's size and its header.
+
+    At most ``max_bytes`` are read (a larger file, or a device such as /dev/zero, is refused unread).
+    """
     expected = ",".join(header)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            first = next(reader, None)
-            if first is None:
-                raise DataError(f"{path}: the file is empty; expected the header line {expected}")
-            if first != list(header):
-                raise DataError(f"{path}: line 1: the header is {','.join(first)!r}; expected exactly {expected}")
-            return [(reader.line_num, row) for row in reader]
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise DataError(f"{path}: larger than {max_bytes:,} bytes, far more than expected here; not read")
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+        first = next(reader, None)
+        if first is None:
+            raise DataError(f"{path}: the file is empty; expected the header line {expected}")
+        if first != list(header):
+            raise DataError(f"{path}: line 1: the header is {','.join(first)!r}; expected exactly {expected}")
+        return [(reader.line_num, row) for row in reader]
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -202,10 +219,10 @@ class _Problems:
             raise DataError(problems=self.items)
 
 
-def _parse_rows(path, header, check) -> tuple[list[list[str]], _Problems]:
+def _parse_rows(path, header, check, max_bytes: int = MAX_CSV_BYTES) -> tuple[list[list[str]], _Problems]:
     """Rows with the right field count, a non-empty unique Id and no problem from ``check``."""
     problems, seen, records = _Problems(path), {}, []
-    rows = _read_rows(path, header)
+    rows = _read_rows(path, header, max_bytes)
     for line, row in rows:
         if not any(field.strip() for field in row):
             continue  # a blank line
@@ -242,9 +259,10 @@ def read_submission(path: str | os.PathLike, expected_ids: Iterable[str] | None 
     Raises:
         DataError: listing every problem, one per line, each naming the file (and line).
     """
-    records, problems = _parse_rows(path, SUBMISSION_HEADER, lambda fields: _label_problem(fields[1]))
-    if expected_ids is not None:
-        expected = list(dict.fromkeys(str(i) for i in expected_ids))
+    expected = None if expected_ids is None else list(dict.fromkeys(str(i) for i in expected_ids))
+    limit = MAX_CSV_BYTES if expected is None else SUBMISSION_SLACK * _LONGEST_ROW * (len(expected) + 1)
+    records, problems = _parse_rows(path, SUBMISSION_HEADER, lambda fields: _label_problem(fields[1]), limit)
+    if expected is not None:
         expected_set, found = set(expected), {r[0] for r in records}
         unknown = [r[0] for r in records if r[0] not in expected_set]
         missing = [i for i in expected if i not in found]

@@ -6,6 +6,7 @@ Bad input exits non-zero with one line per problem and no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,10 +48,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
+    from hpa_utils.run.checks import check_outside
     from hpa_utils.run.config import cache_dir_for
 
-    dataset = open_dataset(args.data_dir)
     cache_dir = Path(args.cache_dir) if args.cache_dir else cache_dir_for(args.data_dir)
+    check_outside(cache_dir, args.data_dir, "the cache directory")
+    dataset = open_dataset(args.data_dir)
     for split in args.splits:
         if split == "test" and not dataset.test_ids:
             continue
@@ -152,20 +155,42 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_in(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not from {low} to {high}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from hpa_utils.data.dataset import MAX_IMAGE_SIDE
+
+    side = _int_in(8, MAX_IMAGE_SIDE)
+    count = _int_in(0, 10_000_000)
+    threads = _int_in(1, 1024)
     parser = argparse.ArgumentParser(
         prog="hpa",
-        description="Human Protein Atlas course-report toolkit: data, training, notebooks and report.",
+        description="Human Protein Atlas course-report toolkit: data, training, notebooks and report. "
+        "Every expected failure is one line; --debug (anywhere) or HPA_DEBUG=1 shows the traceback.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="generate the HPA-like synthetic dataset (Kaggle layout)")
     p.add_argument("--out", required=True, type=Path, help="output folder (created atomically)")
-    p.add_argument("--n-train", type=int, default=3000, help="training images (default 3000)")
-    p.add_argument("--n-test", type=int, default=1000, help="test images (default 1000)")
-    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256; Kaggle: 512)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    p.add_argument("--n-train", type=_int_in(1, 10_000_000), default=3000, help="training images (default 3000)")
+    p.add_argument("--n-test", type=count, default=1000, help="test images (default 1000)")
+    p.add_argument("--size", type=side, default=256, help="image side in pixels (default 256; Kaggle: 512)")
+    p.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    p.add_argument("--workers", type=threads, default=None, help="processes (default: one per core)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with other parameters")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
@@ -173,15 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a Kaggle-layout dataset (train.csv, train/, test/)")
     p.add_argument("data_dir", type=Path, help="folder holding train.csv and train/")
     p.add_argument("--headers-only", action="store_true", help="check PNG headers only, do not decode")
-    p.add_argument("--workers", type=int, default=None, help="decoding threads")
+    p.add_argument("--workers", type=threads, default=None, help="decoding threads")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("cache", help="decode a dataset once into the memory-mapped image cache")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--size", type=int, default=128, help="side in pixels (default 128)")
+    p.add_argument("--size", type=side, default=128, help="side in pixels (default 128)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     p.add_argument("--cache-dir", default=None, help="cache folder (default: .cache/ keyed by the data dir)")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=threads, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_cache)
 
@@ -244,11 +269,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError) -> str:
+    """One line for an operating-system error: what went wrong and the file it happened to."""
+    what = error.strerror or str(error)
+    files = [str(name) for name in (error.filename, error.filename2) if name]
+    return f"{what} ({', '.join(files)})" if files else what
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; every expected failure is one line on stderr and a non-zero exit.
+
+    Bad input (a dataset, a submission, a preset, a value) and the operating system's errors (disk full,
+    permission, a missing file) exit 1, Ctrl-C 130; ``--debug`` (or ``HPA_DEBUG=1``) shows the traceback.
+    """
     from hpa_utils.run import runtime
 
     runtime.configure()
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("HPA_DEBUG", "") not in ("", "0") or "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
     if argv[:1] == ["scale"]:  # its own options (hpa_utils.run.scale)
         from hpa_utils.run.scale import main as scale_main
 
@@ -257,19 +296,35 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except DataError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"hpa {args.command}: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(
             f"hpa {args.command}: interrupted; finished outputs are kept, re-run the same command to resume",
             file=sys.stderr,
         )
         return 130
+    except Exception as error:
+        if debug:
+            raise
+        lines = _expected_failure(error)
+        if lines is None:
+            raise
+        for line in lines:
+            print(line if isinstance(error, DataError) else f"hpa {args.command}: {line}", file=sys.stderr)
+        return 1
+
+
+def _expected_failure(error: Exception) -> list[str] | None:
+    """The lines that say what went wrong, for the failures a user can meet; None for a bug."""
+    if isinstance(error, DataError):
+        return error.problems
+    if isinstance(error, OSError):
+        return [describe_os_error(error)]
+    if isinstance(error, (ValueError, MemoryError)):
+        return [str(error) or type(error).__name__]
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and isinstance(error, cv2.error):
+        return [f"OpenCV could not process an image: {str(error).strip().splitlines()[-1]}"]
+    return None
 
 
 if __name__ == "__main__":

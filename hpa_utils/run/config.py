@@ -44,7 +44,7 @@ def cache_root() -> Path:
 def cache_dir_for(data_dir: str | Path, root: str | Path | None = None) -> Path:
     """The cache folder of one data directory: outside it, keyed by its resolved path."""
     resolved = Path(data_dir).resolve()
-    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(os.fsencode(resolved)).hexdigest()[:10]  # any path, UTF-8 or not
     return Path(root or cache_root()) / f"{resolved.name}-{digest}"
 
 
@@ -280,11 +280,36 @@ def preset_path(name_or_path: str | Path) -> Path:
 def load_preset(name_or_path: str | Path) -> dict:
     """A preset's raw nested mapping, with ``preset``: its name."""
     path = preset_path(name_or_path)
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ValueError(f"preset {path.stem!r} ({where}): {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"preset {path.stem!r} ({path}): not valid YAML ({error})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"preset {path.stem!r} ({path}): a preset must be a mapping of sections to values")
     raw.setdefault("preset", path.stem)
     return raw
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -348,52 +373,6 @@ def apply_override(raw: dict, key: str, value, preset: str) -> None:
     target[parts[-1]] = value
 
 
-def _check_values(config: RunConfig) -> None:
-    preset = config.preset
-    stages = sorted(_stage_names())
-    if sorted(config.train.stages.epochs) != stages:
-        raise ValueError(
-            f"preset {preset!r}: train.stages.epochs must give the epochs of every stage "
-            f"({', '.join(stages)}), got {', '.join(config.train.stages.epochs) or 'none'}"
-        )
-    positive = {
-        "data.image_size": config.data.image_size,
-        "data.workers": config.workers,
-        "train.batch_size": config.train.batch_size,
-        "train.base.epochs": config.train.base.epochs,
-        "ensemble.top_k": config.ensemble.top_k,
-        "synth.n_train": config.synth.n_train,
-        "synth.size": config.synth.size,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise ValueError(f"preset {preset!r}: {key} must be at least 1, got {value}")
-    if not 0 < config.data.val_fraction < 1:
-        fraction = config.data.val_fraction
-        raise ValueError(f"preset {preset!r}: data.val_fraction must be between 0 and 1, got {fraction}")
-    if not config.train.variants:
-        raise ValueError(f"preset {preset!r}: train.variants must name at least one base variant")
-    unknown = [name for name in config.beyond.techniques if name not in TECHNIQUE_NAMES]
-    if unknown or not config.beyond.techniques:
-        raise ValueError(
-            f"preset {preset!r}: beyond.techniques must list some of {', '.join(TECHNIQUE_NAMES)}, "
-            f"got {', '.join(unknown) or 'none'}"
-        )
-    if config.beyond.run and config.beyond.variant not in config.train.variants:
-        raise ValueError(
-            f"preset {preset!r}: beyond.variant {config.beyond.variant} is not one of train.variants "
-            f"({', '.join(map(str, config.train.variants))})"
-        )
-    if not 0 < config.train.oversample_threshold <= 1:
-        raise ValueError(f"preset {preset!r}: train.oversample_threshold must be in (0, 1]")
-    if not 0 < config.train.ema_momentum < 1:
-        raise ValueError(f"preset {preset!r}: train.ema_momentum must be between 0 and 1")
-    if config.train.focal_gamma < 0:
-        raise ValueError(f"preset {preset!r}: train.focal_gamma must be at least 0")
-    if config.train.processes != "auto" and config.train.processes < 1:
-        raise ValueError(f"preset {preset!r}: train.processes must be auto or at least 1, got {config.train.processes}")
-
-
 def resolve_config(
     preset: str | Path = DEFAULT_PRESET,
     overrides: list[str] | dict | None = None,
@@ -405,31 +384,67 @@ def resolve_config(
     is null, ``runs/<preset>``, the cache folder).
 
     Raises:
-        ValueError: unknown preset, unknown or missing key, or a value of the wrong type; the message
-            names the key and the preset.
+        ValueError: unknown preset, unknown or missing key, a value of the wrong type or out of its range, or
+            an output or cache folder inside the data directory; the message names the key and the preset.
     """
     raw = load_preset(preset)
     name = str(raw["preset"])
-    pairs = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
-    for key, value in pairs:
-        apply_override(raw, key, value, name)
+    _apply_overrides(raw, overrides, name)
     if data_dir is not None:
         raw.setdefault("data", {})["dir"] = str(data_dir)
     if output_dir is not None:
         raw["output_dir"] = str(output_dir)
+    return _resolve(raw, name)
+
+
+def derive_config(stored: RunConfig, overrides: list[str] | dict, output_dir: str | Path | None = None) -> RunConfig:
+    """A new run's configuration: a stored run's (its data directory included), with ``overrides`` on top.
+
+    The synthetic dataset's folder and the cache folder are derived again when they were derived (so an
+    override of ``synth.n_train`` gets its own dataset); ``output_dir`` None leaves it for the caller.
+    """
+    raw = stored.to_dict()
+    raw.pop("synthetic", None)
+    if stored.synthetic:
+        raw["data"]["dir"] = None
+    if raw["data"]["cache_dir"] == str(cache_dir_for(stored.data_dir)):
+        raw["data"]["cache_dir"] = None
+    raw["output_dir"] = None if output_dir is None else str(output_dir)
+    _apply_overrides(raw, overrides, stored.preset)
+    return _resolve(raw, stored.preset)
+
+
+def _apply_overrides(raw: dict, overrides: list[str] | dict | None, name: str) -> None:
+    pairs = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
+    for key, value in pairs:
+        apply_override(raw, key, value, name)
+
+
+def _resolve(raw: dict, name: str) -> RunConfig:
+    """Type-check and range-check a raw mapping, then fill in the absolute paths."""
+    from hpa_utils.run.checks import check_outside, check_values
+
     config = build(RunConfig, raw, name)
-    _check_values(config)
+    check_values(config)
     synthetic = config.data.dir is None
     folder = synthetic_data_dir(config.synth) if synthetic else Path(config.data.dir).expanduser()
     folder = folder.resolve()
     cache = Path(config.data.cache_dir).expanduser().resolve() if config.data.cache_dir else cache_dir_for(folder)
     out = Path(config.output_dir).expanduser() if config.output_dir else RUNS_DIR / name
+    check_outside(out, folder, "the output directory")
+    check_outside(cache, folder, "the cache directory")
     return dataclasses.replace(
         config,
         synthetic=synthetic,
         output_dir=str(out.resolve()),
         data=dataclasses.replace(config.data, dir=str(folder), cache_dir=str(cache)),
     )
+
+
+def config_digest(config: RunConfig) -> str:
+    """Eight hex digits that identify a configuration apart from its output directory."""
+    payload = {**config.to_dict(), "output_dir": None}
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def load_config(path: str | Path) -> RunConfig:

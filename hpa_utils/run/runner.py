@@ -88,16 +88,25 @@ def kernel_name() -> str:
     return "hpa-" + hashlib.sha1(sys.prefix.encode()).hexdigest()[:8]
 
 
+def private_kernels_root() -> Path:
+    """Where ``hpa run`` keeps its kernelspec: inside this environment but outside every folder Jupyter
+    lists, so JupyterLab's launcher shows only the ``python3`` kernel a student knows."""
+    return Path(sys.prefix) / "share" / "hpa-utils" / "jupyter"
+
+
 def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_NAME) -> str:
-    """Write ``hpa run``'s kernelspec into this environment (``sys.prefix``); returns its name.
+    """Write ``hpa run``'s kernelspec into :func:`private_kernels_root` and make it visible to this process
+    only (``JUPYTER_PATH``); returns its name.
 
     It is this interpreter's plain ipykernel, quieted (ipykernel warns on every start that its local
     transport is unencrypted). The runtime settings are made by the notebook's ``open_run``. The
     notebooks themselves name the ``python3`` kernel that every environment with ipykernel has, so
-    ``papermill`` and JupyterLab run them as they are.
+    ``papermill`` and JupyterLab run them as they are. A copy that an earlier version installed into
+    Jupyter's own kernel folder (where the launcher listed it) is removed.
     """
     name = name or kernel_name()
-    folder = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name
+    root = private_kernels_root()
+    folder = root / "kernels" / name
     spec = {
         "argv": [
             sys.executable,
@@ -115,18 +124,39 @@ def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_N
     target = folder / "kernel.json"
     if not target.is_file() or json.loads(target.read_text()) != spec:
         target.write_text(json.dumps(spec, indent=1))
+    old = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name
+    if (old / "kernel.json").is_file() and json.loads((old / "kernel.json").read_text()).get("display_name") in (
+        display_name,
+        KERNEL_DISPLAY_NAME,
+    ):
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if str(root) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([*paths, str(root)])
     return name
 
 
-def check_dataset(data_dir: str | Path, log: Callable[[str], None] = print) -> None:
-    """Validate the dataset before any notebook runs (PNG headers here; the cache build decodes
-    every image). Raises DataError listing the problems, each naming the file and CSV line."""
+def check_dataset(config: RunConfig, log: Callable[[str], None] = print) -> None:
+    """Validate the dataset before any notebook runs (PNG headers here; the cache build decodes every
+    image), then the settings that depend on it (:func:`hpa_utils.run.checks.check_against_dataset`).
+
+    Raises:
+        DataError: the dataset's problems, each naming the file and CSV line.
+        ValueError: a setting the dataset cannot serve (the model input larger than the images, a batch
+            larger than the training images).
+    """
     from hpa_utils.data.dataset import validate_dataset
     from hpa_utils.errors import DataError
+    from hpa_utils.run.checks import check_against_dataset
 
+    data_dir = config.data_dir
     report = validate_dataset(data_dir, decode=False)
     if not report.ok:
         raise DataError(problems=report.problems)
+    side = min((min(int(n) for n in size.split("x")) for size in report.image_sizes), default=0)
+    check_against_dataset(config, report.n_train, side)
     sizes = ", ".join(sorted(report.image_sizes))
     log(f"dataset {data_dir}: {report.n_train} training and {report.n_test} test Ids, images {sizes}: valid")
 
@@ -282,7 +312,7 @@ def run(
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log(f"hpa run: preset {config.preset} -> {paths.output_dir}")
     ensure_dataset(config, log)
-    check_dataset(config.data_dir, log)
+    check_dataset(config, log)
     report_device(config, log)
     kernel = install_kernel()
     timings: dict[str, float | None] = {}

@@ -175,8 +175,9 @@ DECODE_SAMPLE = 200
 
 
 def _step_cache(paths: ScalePaths) -> dict:
-    """The cache of both splits at 256 px; first, one thread decodes a sample of Ids (the per-core rate)."""
-    from hpa_utils.data.cache import cache_files, open_cache
+    """The cache of both splits at 256 px; first, one thread decodes a sample of Ids (the per-core rate). Then
+    the check every later opening of the cache runs (each sample's CRC-32), timed alone: ``verify_seconds``."""
+    from hpa_utils.data.cache import cache_files, open_cache, verify_cache
     from hpa_utils.data.dataset import load_sample, open_dataset
 
     dataset = open_dataset(paths.data)
@@ -186,14 +187,25 @@ def _step_cache(paths: ScalePaths) -> dict:
         load_sample(dataset.train_dir, sample_id, CACHE_SIZE)
     per_core = len(ids) / (time.perf_counter() - started)
     print(f"one thread decodes and resizes {per_core:.1f} samples/s")
-    build_seconds = 0.0
+    build_seconds = verify_seconds = 0.0
+    verified_bytes = 0
     for split in ("train", "test"):
-        for path in cache_files(paths.cache, split, CACHE_SIZE):
+        npy, manifest = cache_files(paths.cache, split, CACHE_SIZE)
+        for path in (npy, manifest):
             path.unlink(missing_ok=True)  # built (and timed) anew
         started = time.perf_counter()
         array = open_cache(dataset, split, CACHE_SIZE, paths.cache, progress=False)
         build_seconds += time.perf_counter() - started
         print(f"{split}: {array.shape} in {time.perf_counter() - started:.1f} s")
+        checksums = json.loads(manifest.read_text())["checksums"]
+        started = time.perf_counter()
+        damage = verify_cache(npy, checksums, dataset.ids(split), split)
+        seconds = time.perf_counter() - started
+        if damage:
+            raise SystemExit(damage)
+        verify_seconds += seconds
+        verified_bytes += array.nbytes
+        print(f"{split}: checksums of {array.nbytes / 1e9:.2f} GB verified in {seconds:.1f} s")
     cores = os.cpu_count() or 1
     n = paths.n_train + paths.n_test
     return {
@@ -202,6 +214,8 @@ def _step_cache(paths: ScalePaths) -> dict:
         "cores": cores,
         "one_thread_rate": round(per_core, 1),
         "build_rate_per_core": round(n / build_seconds / cores, 1),
+        "verify_seconds": round(verify_seconds, 2),
+        "verify_gb_per_s": round(verified_bytes / 1e9 / max(verify_seconds, 1e-9), 2),
     }
 
 

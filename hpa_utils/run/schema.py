@@ -7,13 +7,14 @@ are computed, never read. Every error names the dotted key and the preset.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Literal, Union
 
 
 def _type_name(hint) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", type(None): "null"}
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
@@ -71,7 +72,7 @@ def _coerce(value, hint, key: str, preset: str):
             return value
         raise wrong()
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         raise wrong()
     if hint is str:

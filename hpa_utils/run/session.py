@@ -9,17 +9,30 @@ the run's paths, and :meth:`Run.save_figure`, which saves a figure labelled with
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpa_utils.run.config import DEFAULT_PRESET, RunConfig, RunPaths, load_config, resolve_config
+from hpa_utils.run.config import (
+    CONFIG_FILE,
+    DEFAULT_PRESET,
+    RUNS_DIR,
+    RunConfig,
+    RunPaths,
+    config_digest,
+    derive_config,
+    load_config,
+    resolve_config,
+)
 
 
 @dataclass(frozen=True)
 class Run:
-    """One run, as a notebook uses it."""
+    """One run, as a notebook uses it: its configuration, and the overrides it was opened with (with the run
+    directory they were applied to), if any."""
 
     config: RunConfig
+    overrides: Mapping[str, object] = field(default_factory=dict)
+    base: Path | None = None
 
     @property
     def paths(self) -> RunPaths:
@@ -44,44 +57,122 @@ class Run:
     def _repr_markdown_(self) -> str:
         config = self.config
         data = "the embedded synthetic dataset" if config.synthetic else "real data"
-        return (
+        text = (
             f"Run **{config.preset}** ({config.description}): {data} at `{config.data_dir}`, "
             f"outputs in `{config.output_dir}`, seed {config.seed}."
         )
+        if self.overrides:
+            changed = ", ".join(f"`{key}={value!r}`" for key, value in self.overrides.items())
+            origin = f"the run in `{self.base}`" if self.base else f"preset {config.preset}"
+            text += f" Overrides {changed}, applied to {origin}: a run of its own, which leaves that one as it is."
+        return text
 
 
 def open_run(
-    preset: str = DEFAULT_PRESET,
+    preset: str | Path = DEFAULT_PRESET,
     output_dir: str | Path | None = None,
-    overrides: Mapping[str, object] | None = None,
+    overrides: Mapping[str, object] | str | None = None,
     log: Callable[[str], None] = print,
 ) -> Run:
     """The run a notebook works on.
 
-    Without overrides, the run directory's ``config.json`` (written by ``hpa run``, with its ``-p``
-    overrides and ``--data-dir``) is used when it was made from the same preset; otherwise the preset
-    is resolved with ``overrides`` (e.g. ``{"train.base.epochs": 3}``) and written there, so the
-    notebooks that follow open the same configuration.
+    Without overrides: the run in ``output_dir`` (default ``runs/<preset>``) as its ``config.json`` says
+    (written by ``hpa run`` with its ``-p`` overrides and ``--data-dir``); where there is none yet, the preset
+    is resolved and the run created there.
+
+    With overrides (e.g. ``{"train.base.epochs": 1}``): a new run, never a changed one. They are applied on
+    top of the stored run's configuration (its data directory included), else the preset's, and the result
+    works in a directory of its own: ``<output_dir>-<8 hex digits of its configuration>`` (so the same
+    overrides find the same directory again), or ``output_dir`` itself when the user names a folder that
+    holds no run yet. A run's ``config.json`` is written once, by whoever creates the run.
 
     Args:
         preset: a preset name (``presets/<name>.yaml``) or path.
         output_dir: the run directory (default ``runs/<preset>``).
-        overrides: dotted keys -> values, applied to the preset.
+        overrides: dotted keys -> values (or their YAML/JSON text).
         log: where the one-line note about generating the synthetic dataset goes.
+
+    Raises:
+        ValueError: a bad override, or ``output_dir`` holds a run of another preset.
     """
     from hpa_utils.run import runtime
 
     runtime.configure()
-    config = resolve_config(preset, dict(overrides or {}), output_dir=output_dir)
-    saved = config.paths.config
-    stored = load_config(saved) if saved.is_file() else None
-    if stored is not None and not overrides and stored.preset == config.preset:
-        config = stored
-    if config != stored:
-        config.paths.make()
-        config.save()
+    overrides = parse_overrides(overrides)
+    name = preset_name(preset)
+    base_dir = Path(output_dir).expanduser().resolve() if output_dir else RUNS_DIR / name
+    stored = _stored_run(base_dir, name)
+    if not overrides:
+        config = stored or _create(resolve_config(preset, output_dir=base_dir))
+        ensure_dataset(config, log)
+        return Run(config)
+    if stored is None and output_dir is not None:  # a folder the user named for this run
+        config = resolve_config(preset, overrides, output_dir=base_dir)
+        config = _create(config)
+        ensure_dataset(config, log)
+        return Run(config, overrides)
+    start = stored or resolve_config(preset, output_dir=base_dir)
+    derived = derive_config(start, overrides, output_dir=base_dir)
+    target = base_dir.with_name(f"{base_dir.name}-{config_digest(derived)}")
+    derived = derive_config(start, overrides, output_dir=target)
+    config = _stored_run(target, name) or _create(derived)
+    if config != derived:
+        raise ValueError(
+            f"{target / CONFIG_FILE} holds another configuration than these overrides give; "
+            "remove that folder or pass another output_dir"
+        )
     ensure_dataset(config, log)
-    return Run(config)
+    return Run(config, overrides, base_dir if stored else None)
+
+
+def parse_overrides(overrides: Mapping[str, object] | str | None) -> dict:
+    """A notebook's ``overrides`` as a dict: a mapping, or its text as YAML or JSON (what ``papermill -p
+    overrides '{"seed": 1}'`` passes).
+
+    Raises:
+        ValueError: the text is not a mapping.
+    """
+    if isinstance(overrides, str):
+        import yaml
+
+        try:
+            parsed = yaml.safe_load(overrides) if overrides.strip() else {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"overrides {overrides!r} are not a mapping such as {{'seed': 1}} ({error})") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"overrides {overrides!r} are not a mapping such as {{'seed': 1}}")
+        overrides = parsed
+    return dict(overrides or {})
+
+
+def preset_name(preset: str | Path) -> str:
+    """The name a preset's runs go by: its name, or a preset file's stem."""
+    return Path(preset).stem if Path(str(preset)).suffix else str(preset)
+
+
+def _stored_run(folder: Path, name: str) -> RunConfig | None:
+    """The configuration of the run in ``folder``, or None where there is none.
+
+    Raises:
+        ValueError: it is a run of another preset.
+    """
+    saved = folder / CONFIG_FILE
+    if not saved.is_file():
+        return None
+    stored = load_config(saved)
+    if stored.preset != name:
+        raise ValueError(
+            f"{folder} holds a run of preset {stored.preset!r}, not {name!r}: open it with preset={stored.preset!r},"
+            " or pass another output_dir"
+        )
+    return stored
+
+
+def _create(config: RunConfig) -> RunConfig:
+    """Make the run's folders and write its ``config.json``, which marks the run as created."""
+    config.paths.make()
+    config.save()
+    return config
 
 
 def ensure_dataset(config: RunConfig, log: Callable[[str], None] = print) -> None:

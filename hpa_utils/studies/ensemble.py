@@ -98,6 +98,16 @@ class EnsembleStudy:
         return pd.DataFrame([f.as_dict() for f in self.findings or []], columns=["key", *columns]).set_index("key")
 
     @property
+    def findings_shown(self):
+        """:attr:`findings_table` for a notebook: every claim and reason in full (a DataFrame's display cuts
+        text at 50 characters), wrapped, numbers to three decimals."""
+        return (
+            self.findings_table.style.format(precision=3, na_rep="")
+            .set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"})
+            .set_properties(subset=["claim", "why"], **{"min-width": "18em"})
+        )
+
+    @property
     def marked_shifts(self) -> tuple[float, ...]:
         """The shifts the sweep figure marks: the report's pair and the one chosen."""
         return (*REPORT_SHIFTS, self.summary.shift)

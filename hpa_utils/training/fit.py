@@ -4,7 +4,8 @@ One model is one job: :func:`fit_model` builds (or loads) it, trains it with
 ``model.fit`` and Keras' own F1 metric, adds the exact validation macro F1 each
 epoch, and writes under ``models_dir``:
 
-* ``{name}.keras``         the trained model (last epoch), written when training ends;
+* ``{name}.keras``         the trained model (last epoch), written when training ends; plain Keras (it
+  loads without ``hpa_utils``), see :func:`save_model_atomic`;
 * ``{name}.history.csv``   one row per epoch: loss, f1, val_loss, val_f1, val_macro_f1, seconds;
 * ``{name}.json``          the summary (val macro F1, best epoch, settings), written last:
   its presence means "finished", so a re-run skips the model;
@@ -32,7 +33,7 @@ from hpa_utils.io import write_atomic, write_text_atomic
 from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import TrainingData
 from hpa_utils.training.losses import make_loss
-from hpa_utils.training.models import set_trainable_part
+from hpa_utils.training.models import set_trainable_part, with_fast_batch_norm
 from hpa_utils.training.predictions import predict, store_prediction
 
 HISTORY_COLUMNS = ["epoch", "loss", "f1", "val_loss", "val_f1", "val_macro_f1", "seconds"]
@@ -105,6 +106,8 @@ class SwapEMA(keras.callbacks.SwapEMAWeights):
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Write ``model`` to ``path`` (``.keras``) through a temporary name. The file is plain Keras: its fast
+    batch norms are saved as Keras' own (:class:`~hpa_utils.training.models.BatchNormalization`)."""
     write_atomic(path, model.save)
 
 
@@ -223,14 +226,16 @@ def fit_model(
         if state == wanted and (ckpt_dir / f"epoch-{len(old)}.keras").is_file() and 0 < len(old) < settings.epochs:
             done, history = len(old), old.to_dict("records")
     if done:
-        model = keras.saving.load_model(ckpt_dir / f"epoch-{done}.keras")
+        # files are plain Keras: the batch norms come back as Keras' own, and get the fast training step again
+        model = with_fast_batch_norm(keras.saving.load_model(ckpt_dir / f"epoch-{done}.keras"))
         log(f"{name}: resuming after epoch {done}/{settings.epochs}")
     else:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         history_path.unlink(missing_ok=True)
         ckpt_dir.mkdir(parents=True)
         write_text_atomic(ckpt_dir / "checkpoint.json", json.dumps(wanted))
-        model = compile_model(set_trainable_part(make_model(), settings.part), settings.learning_rate, settings)
+        model = with_fast_batch_norm(make_model())  # e.g. a fine-tuning stage's parent, loaded from its file
+        model = compile_model(set_trainable_part(model, settings.part), settings.learning_rate, settings)
     callback = EpochEnd(name, data, settings, ckpt_dir, history_path, history, log, on_epoch)
     callbacks = [SwapEMA(resumed=bool(done)), callback] if settings.ema else [callback]
     started = time.perf_counter()

@@ -26,6 +26,7 @@ from hpa_utils.data.labels import (
 )
 from hpa_utils.data.synth.render import render_channels
 from hpa_utils.errors import DataError
+from hpa_utils.io import write_text_atomic
 
 #: Bumped whenever the pictures change, so an old dataset is not mistaken for a new one.
 GENERATOR_VERSION = 2
@@ -85,8 +86,11 @@ def _write_image(prefix: Path, channels: dict[str, np.ndarray]) -> None:
         if not ok:
             raise OSError(f"could not encode {path}")
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(encoded.tobytes())
+            os.replace(tmp, path)
+        finally:  # a full disk: no half-written temp file is left
+            tmp.unlink(missing_ok=True)
 
 
 def _render_chunk(folder: str, split: str, seed: int, size: int, items: list[tuple[int, str, list[int]]]) -> int:
@@ -142,9 +146,21 @@ def _write_csvs(folder: Path, plan) -> None:
 
 def _read_manifest(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / MANIFEST).read_text())
+        manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _made_by_generator(folder: Path) -> bool:
+    """True when ``folder`` is a directory holding the generator's own manifest: the only kind ``overwrite``
+    may replace."""
+    manifest = _read_manifest(folder) if folder.is_dir() else None
+    return manifest is not None and manifest.get("generator") == "hpa_utils.synth"
+
+
+def _is_empty_dir(folder: Path) -> bool:
+    return folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir())
 
 
 def _is_complete(folder: Path, params: dict) -> bool:
@@ -219,6 +235,29 @@ def _render_all(folder: Path, params: dict, plan, workers: int, progress: bool) 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _replace_dir(new: Path, out_dir: Path) -> None:
+    """Rename the finished dataset ``new`` to ``out_dir``: into an empty (or no) directory directly, else in place
+    of the generator's own earlier dataset, which is removed only once the new one is in place.
+
+    Raises:
+        FileExistsError: ``out_dir`` has meanwhile filled with something that is not the generator's.
+    """
+    if not (out_dir.exists() or out_dir.is_symlink()) or _is_empty_dir(out_dir):
+        os.replace(new, out_dir)  # onto an empty directory: fails (ENOTEMPTY) if it has filled meanwhile
+        return
+    if not _made_by_generator(out_dir):
+        raise FileExistsError(f"{out_dir} was filled while the dataset was built; the new one is kept in {new}")
+    old = Path(tempfile.mkdtemp(prefix=out_dir.name + ".old-", dir=out_dir.parent))
+    os.replace(out_dir, old / "data")
+    try:
+        os.replace(new, out_dir)
+    except OSError:
+        os.replace(old / "data", out_dir)  # the earlier dataset back in place
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def partial_dir(out_dir: Path) -> Path:
     """Where a dataset is built before it is renamed to ``out_dir``; kept if the build is interrupted."""
     return out_dir.parent / f".{out_dir.name}.partial"
@@ -251,7 +290,9 @@ def generate_dataset(
         seed: random seed of the whole dataset.
         workers: processes drawing images; default ``os.cpu_count()``.
         public_fraction: share of test Ids marked ``Public`` in solution.csv.
-        overwrite: replace an ``out_dir`` that holds something else.
+        overwrite: replace an ``out_dir`` that holds another synthetic dataset (a directory with the
+            generator's ``synth.json``); anything else is refused and left as it is. An empty directory is
+            used whether or not this is set.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -261,7 +302,11 @@ def generate_dataset(
     Raises:
         DataError: ``out_dir`` exists and is not this dataset (other
             parameters, or not a synthetic dataset), and ``overwrite`` is False.
+        FileExistsError: ``overwrite`` is True but ``out_dir`` is not empty and was not made by the
+            generator (nothing is deleted).
         ValueError: a parameter is out of range.
+        OSError: writing failed (e.g. the disk is full); the images written so far stay in
+            :func:`partial_dir` for the next call, ``out_dir`` is as it was.
     """
     start = time.perf_counter()
     if n_train < 1 or n_test < 1 or size < 32 or not 0 <= public_fraction <= 1:
@@ -276,12 +321,17 @@ def generate_dataset(
         "seed": int(seed),
         "public_fraction": float(public_fraction),
     }
-    if out_dir.exists():
-        existing = _read_manifest(out_dir) if out_dir.is_dir() else None
-        if existing == params and _is_complete(out_dir, params):
-            return _summary(out_dir, params, time.perf_counter() - start, skipped=True)
-    if out_dir.exists() and not overwrite:
-        if existing is not None:
+    present = out_dir.exists() or out_dir.is_symlink()
+    existing = _read_manifest(out_dir) if out_dir.is_dir() else None
+    if existing == params and _is_complete(out_dir, params):
+        return _summary(out_dir, params, time.perf_counter() - start, skipped=True)
+    if present and not _is_empty_dir(out_dir):
+        if overwrite and not _made_by_generator(out_dir):
+            raise FileExistsError(
+                f"{out_dir} exists and was not made by the generator (no {MANIFEST} of hpa_utils.synth): "
+                "overwrite replaces only a synthetic dataset; nothing was deleted"
+            )
+        if not overwrite and existing is not None:
             diff = (
                 ", ".join(f"{k}={existing.get(k)!r} (asked {v!r})" for k, v in params.items() if existing.get(k) != v)
                 or "incomplete"
@@ -289,7 +339,7 @@ def generate_dataset(
             raise DataError(
                 f"{out_dir} holds a different synthetic dataset: {diff}; use another directory or overwrite=True"
             )
-        if not out_dir.is_dir() or any(out_dir.iterdir()):
+        if not overwrite:
             raise DataError(
                 f"{out_dir} exists and is not a synthetic HPA dataset (no {MANIFEST}); "
                 "use another directory or overwrite=True"
@@ -298,19 +348,17 @@ def generate_dataset(
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     tmp = partial_dir(out_dir)
     if _read_manifest(tmp) != params:  # another build's leftovers: start afresh
+        if (tmp.exists() or tmp.is_symlink()) and not (_is_empty_dir(tmp) or (tmp / MANIFEST).is_file()):
+            raise FileExistsError(
+                f"{tmp} exists and was not made by the generator (no {MANIFEST}); nothing was deleted"
+            )
         shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(exist_ok=True)
-    (tmp / MANIFEST).write_text(json.dumps(params, indent=2) + "\n")
+    write_text_atomic(tmp / MANIFEST, json.dumps(params, indent=2) + "\n")
     plan = _plan(seed, n_train, n_test, public_fraction)
     _render_all(tmp, params, plan, workers, progress)
     _write_csvs(tmp, plan)
-    if out_dir.exists() or out_dir.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=out_dir.name + ".old-", dir=out_dir.parent))
-        os.replace(out_dir, old / "data")
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+    _replace_dir(tmp, out_dir)
     return _summary(out_dir, params, time.perf_counter() - start, skipped=False)
 
 
