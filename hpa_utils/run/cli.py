@@ -191,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=side, default=256, help="image side in pixels (default 256; Kaggle: 512)")
     p.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=0, help="random seed (default 0)")
     p.add_argument("--workers", type=threads, default=None, help="processes (default: one per core)")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset this generator made (anything else is refused, nothing deleted)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a dataset this generator made (anything else is refused, nothing deleted)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 
