@@ -8,10 +8,14 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-$(BIN)/hpa: pyproject.toml
+JUPYTER_CONFIG = jupyter-config/jupyter_server_config.d/hpa-utils.json
+
+$(BIN)/hpa: pyproject.toml $(JUPYTER_CONFIG)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# an editable install skips data files: JupyterLab's save hook for the source notebooks (hpa_utils.run.lab)
+	@mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d && cp $(JUPYTER_CONFIG) $(VENV)/etc/jupyter/jupyter_server_config.d/
 	@touch $(BIN)/hpa
 
 .PHONY: help venv git-filter run test lint bench scale lab report report-pdf publish clean
@@ -20,13 +24,11 @@ help: ## list the targets
 
 venv: $(BIN)/hpa ## create .venv and install the project (done by every target that needs it)
 
-# Running a notebook in JupyterLab saves its outputs into notebooks/*.ipynb. This git filter (nbstripout, named
-# in .gitattributes) shows git the notebooks without outputs, execution counts or the kernel's version, so
-# exploring never dirties git, while what you edit in a cell's source still does.
+# JupyterLab saves the source notebooks without outputs (a server save hook, hpa_utils.run.lab), so exploring
+# never dirties git. This git filter (nbstripout, named in .gitattributes) keeps the outputs of a notebook executed
+# in place by other means (papermill, nbconvert) out of every commit; what you edit in a cell still shows.
 NBSTRIP = "$(abspath $(BIN))/python" -m nbstripout --keep-id
-NBSTRIP_KEYS = metadata.papermill cell.metadata.papermill metadata.language_info.version \
-	metadata.language_info.codemirror_mode metadata.language_info.file_extension metadata.language_info.mimetype \
-	metadata.language_info.nbconvert_exporter metadata.language_info.pygments_lexer
+NBSTRIP_KEYS = $(shell "$(abspath $(BIN))/python" -c 'from hpa_utils.run.lab import EXTRA_KEYS; print(*EXTRA_KEYS)')
 git-filter: ## strip notebook outputs from what git sees (run by make run, test and lab)
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 	  git config filter.nbstripout.clean '$(NBSTRIP)' && git config filter.nbstripout.smudge cat && \

@@ -200,16 +200,20 @@ def test_failing_notebook_stops_the_run_with_its_error_and_keeps_the_executed_co
 
     smoke_out, _, _, data = smoke_run
     shutil.copytree(smoke_out, tmp_path / "bad")  # 01_eda is up to date there
+    split = next((tmp_path / "bad" / "results").glob("split_seed*.csv"))
+    split.unlink()
+    split.mkdir()  # 02 cannot write the split it needs: it fails in a cell (every setting itself is valid)
+    (split / "keep").write_text("")
     with pytest.raises(NotebookFailed, match="02_baseline.ipynb failed") as info:
         run(
             "smoke",
             data_dir=data,
             output_dir=tmp_path / "bad",
-            overrides=["train.variants=[99]", "beyond.run=false"],
+            overrides=["train.base.learning_rate=0.001", "beyond.run=false"],
             log=lambda s: None,
             echo=False,
         )
-    assert "Unknown model variant 99" in str(info.value)
+    assert "IsADirectoryError" in str(info.value) and split.name in str(info.value)
     assert _errors(tmp_path / "bad" / "notebooks" / "02_baseline.ipynb")
     assert (tmp_path / "bad" / "results" / "class_counts.csv").is_file(), "01's results stay intact"
     assert not (tmp_path / "bad" / "notebooks" / ".02_baseline.done").exists()
@@ -222,7 +226,11 @@ def test_smoke_run_on_the_real_sample(real_sample, tmp_path, monkeypatch):
         data_dir=real_sample,
         output_dir=tmp_path / "out",
         # 05 with one technique of each kind (training, TTA, thresholds): the real data's path, at half the cost
-        overrides=["train.variants=[0]", "beyond.techniques=[focal, tta_mean, label_ratio]"],
+        overrides=[
+            "train.variants=[0]",
+            "report.stage_figure_variant=0",
+            "beyond.techniques=[focal, tta_mean, label_ratio]",
+        ],
         log=lambda s: None,
         echo=False,
     )

@@ -309,9 +309,80 @@ def test_item08_a_batch_or_an_input_larger_than_the_dataset_is_refused_before_an
 # ----------------------------------------------------------------------------- items 11 and 12: JupyterLab
 
 
-def test_item11_running_a_notebook_never_dirties_git(smoke_run, tmp_path):
-    """The git filter `make git-filter` installs: an executed notebook (outputs, counts, the kernel's language
-    version, papermill's metadata) reads as the committed source; an edited cell still shows."""
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _lab_request(port: int, token: str, method: str, path: str, body: dict | None = None) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def test_item11_saving_a_run_notebook_in_jupyterlab_leaves_git_status_clean(smoke_run):
+    """The project's JupyterLab (`make lab`: `jupyter lab` from .venv, the project as its root) is sent what its
+    front end sends on save: the source notebook with the outputs of a run. The file stays byte for byte as
+    committed, so `git status` is clean; an edit to a cell is saved; a notebook elsewhere keeps its outputs."""
+    import time
+    import urllib.error
+
+    if not (PROJ_ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    source = NOTEBOOKS_DIR / "01_eda.ipynb"
+    committed = source.read_bytes()
+    executed = nbformat.read(smoke_run[0] / "notebooks" / "01_eda.ipynb", as_version=4)
+    executed.cells = [c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    assert sum(len(c.get("outputs", [])) for c in executed.cells) > 5
+    port, token = _free_port(), "hpa-test-token"
+    scratch = PROJ_ROOT / "runs" / f"lab-test-{os.getpid()}"  # not hidden: Jupyter refuses hidden paths
+    lab = subprocess.Popen(
+        [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", f"--port={port}", "--allow-root"]
+        + [f"--ServerApp.root_dir={PROJ_ROOT}", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(120):
+            try:
+                _lab_request(port, token, "GET", "/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        model = {"type": "notebook", "format": "json", "content": executed}
+        _lab_request(port, token, "PUT", "/api/contents/notebooks/01_eda.ipynb", model)
+        assert source.read_bytes() == committed, "a run's outputs are not saved into the source"
+        status = subprocess.run(["git", "status", "--porcelain", str(source)], cwd=PROJ_ROOT, capture_output=True)
+        assert status.stdout == b""
+        executed.cells[1].source += "\n# a student's note"
+        _lab_request(port, token, "PUT", "/api/contents/notebooks/01_eda.ipynb", model)
+        saved = nbformat.read(source, as_version=4)
+        assert saved.cells[1].source.endswith("# a student's note"), "an edit is saved"
+        assert not any(c.get("outputs") for c in saved.cells if c.cell_type == "code")
+        scratch.mkdir(parents=True)
+        _lab_request(port, token, "PUT", f"/api/contents/runs/{scratch.name}/01_eda.ipynb", model)
+        elsewhere = nbformat.read(scratch / "01_eda.ipynb", as_version=4)
+        assert sum(len(c.get("outputs", [])) for c in elsewhere.cells) > 5, "other notebooks keep their outputs"
+    finally:
+        source.write_bytes(committed)
+        shutil.rmtree(scratch, ignore_errors=True)
+        lab.terminate()
+        lab.wait(timeout=30)
+
+
+def test_item11_outputs_never_reach_a_commit(smoke_run, tmp_path):
+    """The git filter of `make git-filter`: a notebook executed in place (papermill, nbconvert) is committed as
+    its source, without outputs; an edited cell still is."""
     if shutil.which("git") is None or shutil.which("make") is None:
         pytest.skip("git and make are needed")
     repo = tmp_path / "repo"
@@ -319,29 +390,43 @@ def test_item11_running_a_notebook_never_dirties_git(smoke_run, tmp_path):
     shutil.copy(PROJ_ROOT / ".gitattributes", repo / ".gitattributes")
 
     def git(*args):
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     git("init", "-q")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "notebooks")
-    bin_dir = Path(sys.executable).parent
+    git("add", ".")
+    git("commit", "-qm", "notebooks")
     subprocess.run(
-        ["make", "-s", "-C", str(repo), "-f", str(PROJ_ROOT / "Makefile"), "git-filter", f"BIN={bin_dir}"],
+        [
+            "make",
+            "-s",
+            "-C",
+            str(repo),
+            "-f",
+            str(PROJ_ROOT / "Makefile"),
+            "git-filter",
+            f"BIN={Path(sys.executable).parent}",
+        ],
         check=True,
         capture_output=True,
     )
     executed = nbformat.read(smoke_run[0] / "notebooks" / "01_eda.ipynb", as_version=4)
-    # what papermill adds and JupyterLab does not: its parameters cell, an empty tag list on every cell
     executed.cells = [c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-    for cell in executed.cells:
+    for cell in executed.cells:  # papermill's own mark; JupyterLab and nbconvert leave none
         if cell.metadata.get("tags") == []:
             del cell.metadata["tags"]
-    assert sum(len(c.get("outputs", [])) for c in executed.cells) > 5
     nbformat.write(executed, repo / "notebooks" / "01_eda.ipynb")
-    assert git("status", "--porcelain") == "", "outputs of a run never reach git"
+    git("add", ".")
+    assert git("status", "--porcelain") == "", "nothing to commit: the outputs never reach git"
     executed.cells[1].source += "\n# a student's note"
     nbformat.write(executed, repo / "notebooks" / "01_eda.ipynb")
-    assert git("status", "--porcelain").split() == ["M", "notebooks/01_eda.ipynb"], "an edit still shows"
+    git("add", ".")
+    assert git("status", "--porcelain").split() == ["M", "notebooks/01_eda.ipynb"], "an edit still does"
 
 
 def test_item11_the_findings_table_shows_every_claim_in_full(smoke_run):

@@ -24,7 +24,7 @@ Memory: the build writes each decoded sample at its offset with ``os.pwrite``
 (no writable memory map), from worker processes for a large cache (threads for a
 small one), so each process holds a few samples at a time whatever the dataset's
 size: at Kaggle's 31,072 Ids and 256 px the array is 8.1 GB, and the build's
-resident memory stays under 1 GB (README, "Kaggle scale").
+resident memory stays under 1 GB (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def open_cache(
 
 #: A cache of at least this many samples is decoded in worker processes (one per core), a smaller one in
 #: threads: two decoding threads in one process reached 0.70 of twice one thread's rate at Kaggle's size
-#: (README, "Kaggle scale"), while starting the processes costs about a second.
+#: (docs/scale.md), while starting the processes costs about a second.
 PROCESS_MIN_SAMPLES = 2000
 #: Samples per task handed to a worker.
 CHUNK = 64

@@ -10,7 +10,7 @@ objects, so a model trained on Ray is the same files, skipped and resumed exactl
   and have this project installed.
 * **Resources:** a task asks for one GPU when the cluster has GPUs (one model per GPU), else for
   :data:`CPUS_PER_TASK` CPU, and trains with that many TensorFlow threads (one model per core trains
-  faster on a CPU than one model on all cores: README, "Benchmark").
+  faster on a CPU than one model on all cores: docs/performance.md).
 * **Order:** a job is submitted when the job it starts from (``after``) has finished, so stage A starts
   when its base model is done, whichever node trained it.
 * **Progress:** the tasks' lines (per epoch, per model) come back through a Ray queue and are printed by

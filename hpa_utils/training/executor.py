@@ -2,7 +2,7 @@
 
 Why worker processes: on a CPU, one training job with every core as TensorFlow threads spends much of
 its time handing small memory-bound ops (batch norm, pooling on the 126x126 feature map) to its thread
-pool and waiting for them; the profile (README, "Benchmark") found one single-threaded job per core,
+pool and waiting for them; the profile (docs/performance.md) found one single-threaded job per core,
 side by side, trains 1.2-1.4 times as many images/s on two cores as one job with two threads.
 The base models are independent jobs, and each fine-tuning stage depends only on its own parent, so
 ``train.processes: auto`` runs one job per core (one per GPU on a GPU box: 1 there, as jobs on one
