@@ -13,12 +13,12 @@ JUPYTER_CONFIG = jupyter-config/jupyter_server_config.d/hpa-utils.json
 $(BIN)/hpa: pyproject.toml $(JUPYTER_CONFIG)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
 	@# an editable install skips data files: JupyterLab's save hook for the source notebooks (hpa_utils.run.lab)
 	@mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d && cp $(JUPYTER_CONFIG) $(VENV)/etc/jupyter/jupyter_server_config.d/
 	@touch $(BIN)/hpa
 
-.PHONY: help venv git-filter run test lint bench scale lab report report-pdf publish clean
+.PHONY: help venv git-filter run test test-fast lint bench scale lab report report-pdf publish clean
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -38,11 +38,15 @@ git-filter: ## strip notebook outputs from what git sees (run by make run, test 
 run: $(BIN)/hpa git-filter ## the whole pipeline on the synthetic dataset (PRESET=quick; ARGS="-p train.base.epochs=3")
 	$(BIN)/hpa run --preset $(PRESET) $(ARGS)
 
-test: $(BIN)/hpa git-filter ## the test suite
+test: $(BIN)/hpa git-filter ## the test suite (what CI runs)
 	$(BIN)/python -m pytest -q tests
 
-lint: $(BIN)/hpa ## ruff on the library, the tests and the notebooks
+test-fast: $(BIN)/hpa ## the unit tests alone: no training, notebooks, Ray or browser (the inner loop)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+lint: $(BIN)/hpa ## ruff on the library, the tests and the notebooks; the layer contracts (import-linter)
 	$(BIN)/ruff check hpa_utils tests notebooks
+	$(BIN)/lint-imports --no-cache
 
 bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 	$(BIN)/hpa bench $(ARGS)
@@ -50,8 +54,9 @@ bench: $(BIN)/hpa ## input-pipeline throughput benchmark (ARGS="--json")
 scale: $(BIN)/hpa ## Kaggle-scale rehearsal: 43k synthetic 512-px Ids (~30 GB, ~70 min), every step but training
 	$(BIN)/hpa scale $(ARGS)
 
-lab: $(BIN)/hpa git-filter ## JupyterLab on the project (notebooks/, runs/, figures/, report/ in its file browser)
-	$(BIN)/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
+# prints the URL to open (with its token) and the SSH tunnel for a remote machine, then starts jupyter lab
+lab: $(BIN)/hpa git-filter ## JupyterLab on the project; prints its URL (remote: ARGS="--no-browser --port 9999")
+	@$(BIN)/python -m hpa_utils.run.lab_start $(ARGS)
 
 # `make report`: the shipped report/report.html from the committed tables (no training);
 # `make report PRESET=quick`: the report of runs/quick.

@@ -4,10 +4,12 @@ so an interrupted run never leaves a file that looks complete."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -39,8 +41,6 @@ def write_json_atomic(path: str | Path, payload: object) -> Path:
 
 
 def _finite(value):
-    import math
-
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -54,8 +54,6 @@ def _finite(value):
 
 def to_number(value) -> float | None:
     """A finite float, or None (for None, NaN, infinities, text): how results files spell "no value"."""
-    import math
-
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -69,8 +67,6 @@ def save_table(frame: pd.DataFrame, path: str | Path) -> Path:
 
 
 def _jsonable(value):
-    import numpy as np
-
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hpa_utils.run import runtime
+from hpa_utils.config import runtime
 
 runtime.configure(headless=True)
 
@@ -103,3 +103,27 @@ def tiny_training_data(tmp_path_factory, image_size: int, workers: int = 2):
     images = open_cache(dataset, "train", image_size, tmp_path_factory.mktemp("cache"))
     train, val = stratified_split(dataset.y, 0.25, seed=0)
     return TrainingData(images, dataset.y, train, val, workers=workers)
+
+
+#: Modules whose tests train models, run notebooks or start Ray, JupyterLab or Chromium: ``make test-fast`` (the
+#: developer's inner loop, ``pytest -m "not slow"``) leaves them out; ``make test`` and CI run everything.
+SLOW_MODULES = {
+    "test_pipeline",
+    "test_train",
+    "test_beyond",
+    "test_cluster",
+    "test_speed",
+    "test_report_pdf",
+    "test_safety_models",
+    "test_lab_browser",
+    "test_scale",
+}
+#: A test that asks for one of these fixtures waits for a whole smoke run (or its data), wherever it is.
+SLOW_FIXTURES = {"smoke_run", "smoke_data"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -110,3 +110,15 @@ def test_rejects_out_of_range_options():
         Augmenter(translate=0.7)
     with pytest.raises(ValueError, match="scale"):
         Augmenter(scale=(1.2, 0.8))
+
+
+def test_parameters_are_what_a_study_records_and_the_report_states():
+    assert Augmenter(enabled=False).parameters() == {
+        "enabled": False,
+        "translate": 0.1,
+        "scale": [0.9, 1.1],
+        "shear": 10.0,
+        "noise_std": 0.02,
+        "flips": False,
+        "mode": "constant",
+    }

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from conftest import tiny_training_data
 
+from hpa_utils.backend import keras
 from hpa_utils.data.dataset import open_dataset
 from hpa_utils.evaluation.thresholds import label_ratio_thresholds
-from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import TrainingData, repeat_factor_rows, repeat_factors
-from hpa_utils.training.fit import TrainSettings
 from hpa_utils.training.losses import make_loss
 from hpa_utils.training.registry import load_history, train_base
+from hpa_utils.training.settings import TrainSettings
 from hpa_utils.training.tta import TRANSFORMS, combine, dihedral, inverse
 
 # ----------------------------------------------------------------------------- focal loss
@@ -236,7 +236,7 @@ def test_pattern_maps_replay_the_generator_without_changing_a_pixel(tmp_path):
 
 
 def test_switches_are_preset_keys_off_by_default(tmp_path):
-    from hpa_utils.run.config import resolve_config
+    from hpa_utils.config.resolve import resolve_config
     from hpa_utils.run.runner import NOTEBOOKS
 
     quick = resolve_config("quick")
@@ -290,7 +290,7 @@ def test_grad_cam_is_the_same_on_tensorflow_and_jax(tmp_path):
     x = np.random.default_rng(0).random((3, 80, 80, 4)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     script = (
-        "import numpy as np, sys; from hpa_utils.training.backend import keras; "
+        "import numpy as np, sys; from hpa_utils.backend import keras; "
         "from hpa_utils.training.gradcam import grad_cam; import hpa_utils.training.models; "
         "assert keras.backend.backend() == 'jax'; "
         f"m = keras.saving.load_model(r'{tmp_path / 'model.keras'}', compile=False); "

@@ -18,12 +18,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from hpa_utils.run.config import resolve_config  # noqa: E402
+from hpa_utils.config.resolve import resolve_config  # noqa: E402
 from hpa_utils.studies.training import fine_tune, train_base_models, training_data  # noqa: E402
 from hpa_utils.training.cluster import RayJobsFailed, ray_session, run_jobs_on_ray  # noqa: E402
 from hpa_utils.training.executor import plan_processes  # noqa: E402
-from hpa_utils.training.fit import TrainSettings  # noqa: E402
 from hpa_utils.training.registry import base_jobs  # noqa: E402
+from hpa_utils.training.settings import TrainSettings  # noqa: E402
 
 
 @pytest.fixture(scope="module")

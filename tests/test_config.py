@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpa_utils.run.config import list_presets, load_config, resolve_config
+from hpa_utils.config.resolve import list_presets, load_config, resolve_config
 
 
 @pytest.mark.parametrize("preset", list_presets())
@@ -65,7 +65,7 @@ def test_the_written_configuration_reads_back_equal(tmp_path):
 def test_workers_auto_means_every_core_and_processes_must_be_auto_or_positive():
     import os
 
-    from hpa_utils.run.config import resolve_config
+    from hpa_utils.config.resolve import resolve_config
 
     full = resolve_config("full")
     assert full.data.workers == "auto" and full.workers == (os.cpu_count() or 1)

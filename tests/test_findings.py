@@ -128,8 +128,8 @@ def test_still_improving_uses_the_last_quarter_of_each_history():
 
 
 def test_the_per_image_loss_averages_to_keras_binary_cross_entropy():
-    from hpa_utils.evaluation.bootstrap import per_image_log_loss
-    from hpa_utils.training.backend import keras
+    from hpa_utils.backend import keras
+    from hpa_utils.evaluation.metrics import per_image_log_loss
 
     rng = np.random.default_rng(6)
     y = (rng.random((50, NUM_CLASSES)) < 0.2).astype("float32")

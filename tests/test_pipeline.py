@@ -18,7 +18,8 @@ import psutil
 import pytest
 from PIL import Image
 
-from hpa_utils.run.config import NOTEBOOKS_DIR, resolve_config
+from hpa_utils.config.resolve import resolve_config
+from hpa_utils.config.run_config import NOTEBOOKS_DIR
 from hpa_utils.run.runner import NOTEBOOK_NAMES, NotebookFailed, fingerprints, run
 
 EDA_FIGURES = [
@@ -48,6 +49,7 @@ TABLES = [
     "model_table.json",
     "variants.csv",
     "base_models.csv",
+    "augmentation.json",
     "models.csv",
     "shift_sweep.csv",
     "ensemble_comparison.csv",
@@ -88,7 +90,10 @@ def test_smoke_run_executes_every_notebook_and_writes_figures_tables_submission_
     models = (out / "results" / "models.csv").read_text().splitlines()
     assert len(models) == 1 + 2 * 4  # 2 base variants x (base + 3 stages)
     assert (out / "submission.csv").read_text().startswith("Id,Predicted\n")
-    assert (out / "report" / "report.html").stat().st_size > 100_000
+    report = (out / "report" / "report.html").read_text()
+    assert len(report) > 100_000
+    # numbers the report takes from the studies' files: the augmentation 02 trained with, the bootstrap's resamples
+    assert "scaling 0.9–1.1" in report and "(2,000 resamples)" in report
     assert record["preset"] == "smoke" and record["dataset"]["kind"] == "synthetic"  # its synth.json says so
     assert _ran(lines) == list(NOTEBOOK_NAMES)
 
@@ -165,11 +170,11 @@ def test_rerun_skips_every_notebook(smoke_run):
     assert len(skipped) == len(NOTEBOOK_NAMES), lines
 
 
-def test_an_ensemble_setting_reruns_only_the_ensemble_notebook(smoke_run):
+def test_an_ensemble_setting_reruns_only_the_ensemble_notebook_and_the_explorer(smoke_run):
     out, _, _, data = smoke_run
     lines: list[str] = []
     run("smoke", data_dir=data, output_dir=out, overrides=["ensemble.top_k=3"], log=lines.append, echo=False)
-    assert _ran(lines) == ["04_ensemble"], lines
+    assert _ran(lines) == ["04_ensemble", "06_explore"], lines
     ensemble = json.loads((out / "results" / "ensemble.json").read_text())
     assert len(ensemble["selected"]) == 3
 
@@ -187,11 +192,11 @@ def test_each_notebook_fingerprint_covers_only_the_sections_it_uses():
     beyond = fingerprints(resolve_config("smoke", ["beyond.techniques=[focal]"]))
     loss = fingerprints(resolve_config("smoke", ["train.loss=focal"]))
 
-    assert changed(ensemble) == ["04_ensemble"]
-    assert changed(epochs) == ["02_baseline", "03_finetune", "04_ensemble", "05_beyond"]
-    assert changed(stage) == ["03_finetune", "04_ensemble", "05_beyond"]
+    assert changed(ensemble) == ["04_ensemble", "06_explore"]
+    assert changed(epochs) == ["02_baseline", "03_finetune", "04_ensemble", "05_beyond", "06_explore"]
+    assert changed(stage) == ["03_finetune", "04_ensemble", "05_beyond", "06_explore"]
     assert changed(beyond) == ["05_beyond"]
-    assert changed(loss) == ["02_baseline", "03_finetune", "04_ensemble", "05_beyond"]
+    assert changed(loss) == ["02_baseline", "03_finetune", "04_ensemble", "05_beyond", "06_explore"]
     assert changed(seed) == list(NOTEBOOK_NAMES)
 
 

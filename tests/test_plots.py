@@ -22,9 +22,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from hpa_utils.config.stages import STAGE_ORDER  # noqa: E402
 from hpa_utils.data.labels import CLASS_NAMES, NUM_CLASSES, TRAIN_COUNTS  # noqa: E402
 from hpa_utils.reporting import plots  # noqa: E402
-from hpa_utils.training.stages import STAGE_ORDER  # noqa: E402
 
 RNG_SEED = 0
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))

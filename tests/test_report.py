@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
+from hpa_utils.config.resolve import resolve_config
 from hpa_utils.data.labels import CLASS_NAMES, N_TRAIN_KAGGLE, TRAIN_COUNTS
 from hpa_utils.reporting import browser
 from hpa_utils.reporting.render import FIGURES, render_report
 from hpa_utils.reporting.results import load_results
-from hpa_utils.run.config import resolve_config
 from hpa_utils.studies.findings import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Finding
 
 SECTION_IDS = (
@@ -110,6 +110,8 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         }
     ).to_csv(results / "model_table.csv", index=False)
     (results / "model_table.json").write_text(json.dumps({"total": 597388, "trainable": 595268, "non_trainable": 2120}))
+    augmentation = {"enabled": True, "translate": 0.1, "scale": [0.9, 1.1], "shear": 10.0, "noise_std": 0.02}
+    (results / "augmentation.json").write_text(json.dumps({**augmentation, "flips": False, "mode": "constant"}))
     pd.DataFrame(
         {
             "variant": [0, 1, 2],
@@ -158,7 +160,13 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
                 "n_members": 2,
                 "original_shift": {"shift": 0.34, "n_models": 0, "threshold": None, "val_f1": None},
                 "scoring_rule": "an image with no class at or above the threshold is given its most probable class",
-                "per_class_vs_global": {"estimate": -0.02, "low": -0.05, "high": 0.01, "n_images": 40},
+                "per_class_vs_global": {
+                    "estimate": -0.02,
+                    "low": -0.05,
+                    "high": 0.01,
+                    "n_images": 40,
+                    "n_resamples": 2000,
+                },
             }
         )
     )
@@ -303,7 +311,8 @@ def test_report_has_every_section_toc_and_header(fake_run):
     assert "Base models 0, 1, 2 (cf. the original report's Figure 1" in html.replace("&#39;", "'")
     assert "the pretrained base model 1 with its CNN part trained 2 epochs more" in text
     assert "The shift is 0.280: of the swept shifts that leave at least two models a positive weight" in text
-    assert "scaling 0.9–1.1" in text  # the library's augmentation defaults, the run recorded none
+    assert "scaling 0.9–1.1" in text and "shear up to ±10°" in text  # as the training study recorded them
+    assert "(2,000 resamples)" in text  # the bootstrap's resamples, as the ensemble study recorded them
     assert "Rumetshofer" in text and "human-protein-atlas-image-classification" in html
 
 
@@ -447,6 +456,7 @@ def test_an_empty_run_directory_still_renders(tmp_path):
     assert all(f'id="{s}"' in html for s in SECTION_IDS if s != "beyond")  # 05 did not run
     assert "Not available in this run: results/models.csv" in _text(html)
     assert "<img" not in html
+    assert "The settings:" not in _text(html) and "resamples)" not in _text(html)  # no study recorded them
 
 
 def test_an_unreadable_result_file_is_reported_not_fatal(fake_run):

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from conftest import write_tiny_dataset
 
+from hpa_utils.config.checks import MAX_IMAGE_SIDE
 from hpa_utils.data import cache, dataset, synth
 from hpa_utils.data.cache import cache_files, open_cache
-from hpa_utils.data.dataset import MAX_IMAGE_SIDE, check_id, open_dataset, read_labels, validate_dataset
+from hpa_utils.data.dataset import check_id, open_dataset, read_labels, validate_dataset
 from hpa_utils.errors import DataError
 from hpa_utils.io import write_atomic
 

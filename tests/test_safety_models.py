@@ -23,7 +23,8 @@ keras = pytest.importorskip("keras")
 
 from hpa_utils.training import models  # noqa: E402
 from hpa_utils.training.batches import TrainingData  # noqa: E402
-from hpa_utils.training.fit import TrainSettings, compile_model, fit_model, save_model_atomic  # noqa: E402
+from hpa_utils.training.fit import compile_model, fit_model, save_model_atomic  # noqa: E402
+from hpa_utils.training.settings import TrainSettings  # noqa: E402
 
 SIZE = 76  # the smallest input of the 3x3 variants (models.min_input_size(3))
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from hpa_utils.config.resolve import resolve_config
+from hpa_utils.config.run_config import NOTEBOOKS_DIR, PRESETS_DIR, PROJ_ROOT
 from hpa_utils.run import open_run
 from hpa_utils.run.cli import main
-from hpa_utils.run.config import NOTEBOOKS_DIR, PRESETS_DIR, PROJ_ROOT, resolve_config
 
 QUIET = {"log": lambda line: None}
 

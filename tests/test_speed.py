@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from hpa_utils.training.backend import keras
+from hpa_utils.backend import keras
 
 
 def test_fused_batch_norm_matches_keras():
@@ -110,8 +110,8 @@ def test_worker_processes_follow_cores_and_gpus():
 
 
 def test_the_device_is_reported_and_a_gpu_preset_on_a_cpu_is_warned(tiny_dataset):
-    from hpa_utils.run.config import resolve_config
-    from hpa_utils.run.device import Device, cpu_warning, detect_device
+    from hpa_utils.config.resolve import resolve_config
+    from hpa_utils.training.device import Device, cpu_warning, detect_device
 
     device = detect_device()
     assert device.backend == keras.backend.backend()

@@ -10,8 +10,9 @@ import pytest
 from conftest import tiny_training_data
 
 from hpa_utils.training.batches import CachedBatches, TrainingData
-from hpa_utils.training.fit import HISTORY_COLUMNS, TrainSettings
+from hpa_utils.training.fit import HISTORY_COLUMNS
 from hpa_utils.training.registry import finetune, load_history, models_table, train_base
+from hpa_utils.training.settings import TrainSettings
 
 
 @pytest.fixture(scope="module")

@@ -32,13 +32,17 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import multiprocessing
 import os
+import signal
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from hpa_utils.data.dataset import HPADataset, channel_paths, default_workers, load_sample, row_source
 from hpa_utils.errors import DataError
@@ -221,10 +225,6 @@ def _fill_rows(path: str, offset: int, size: int, image_dir: str, ids: list[str]
 
 def _init_decoder() -> None:
     """A decoding worker: one OpenCV thread, and Ctrl-C is the parent's to handle (it stops the pool)."""
-    import signal
-
-    import cv2
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
 
@@ -252,9 +252,6 @@ def build_cache(
         DataError: a source image is missing or unreadable; the message names the file and its line in
             ``train.csv`` (``split`` "train") or ``sample_submission.csv`` ("test").
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     npy.parent.mkdir(parents=True, exist_ok=True)
     tmp = npy.with_name(f".{npy.name}.tmp-{os.getpid()}")
     shape = (len(ids), size, size, 4)
@@ -279,8 +276,6 @@ def build_cache(
         ]
         bar = None
         if progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=len(ids), desc=f"caching {image_dir.name} at {size}px", unit="img")
         checksums: list[int] = []
         for future in futures:  # in order: the first failing chunk's error is raised

@@ -27,18 +27,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from hpa_utils.data.labels import CHANNELS, parse_target, targets_to_multihot
+from hpa_utils.config.checks import MAX_IMAGE_SIDE
+from hpa_utils.data.labels import CHANNELS, CLASS_NAMES, parse_target, targets_to_multihot
 from hpa_utils.errors import DataError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: An Id: Kaggle's characters and nothing else (matched with ``fullmatch``: no trailing newline or space).
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PNG_COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
-#: The largest image side accepted, in px (Kaggle's PNGs are 512 px, the HPA's full-size ones 2048-3072 px).
-#: Checked from the PNG header before a file is decoded, so a small file whose header promises a huge image
-#: (a 30000-px PNG of zeros is under 1 MB) is refused instead of filling the memory: a decoded 8192-px
-#: channel is 64 MiB.
-MAX_IMAGE_SIDE = 8192
 #: The largest channel file read, in bytes: a PNG of an 8192-px 8-bit channel holds at most 64 MiB of pixels
 #: (plus a byte a row and deflate's few bytes a block), so a larger file is refused before it is read.
 MAX_PNG_BYTES = 80 * 2**20
@@ -348,8 +344,6 @@ class ValidationReport:
 
     def summary(self) -> str:
         """A one-screen text summary: counts per class, labels per image, image sizes."""
-        from hpa_utils.data.labels import CLASS_NAMES
-
         lines = [f"{self.data_dir}: {self.n_train} training Ids, {self.n_test} test Ids"]
         if self.class_counts is not None:
             lines.append("images per class:")

@@ -120,10 +120,3 @@ def mean_interval(values: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int 
         raise ValueError("no values to average")
     counts = resample_counts(values.size, n_resamples, seed)
     return _interval(float(values.mean()), counts @ values / values.size, values.size)
-
-
-def per_image_log_loss(y_true: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Each image's binary cross-entropy, averaged over the classes (Keras' loss, per image)."""
-    p = np.clip(np.asarray(probabilities, np.float64), eps, 1 - eps)
-    y = np.asarray(y_true, np.float64)
-    return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p), axis=1)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hpa_utils.evaluation.metrics import binarize, macro_f1
+from hpa_utils.evaluation.thresholds import best_global_threshold
 
 #: The report's shift: weight = validation F1 - 0.34.
 DEFAULT_SHIFT = 0.34
@@ -288,7 +289,6 @@ def fit_threshold(y_val: np.ndarray, p_val: np.ndarray, setting: float | str = "
     if isinstance(setting, str):
         if setting != "fit":
             raise ValueError(f"threshold must be a number or 'fit', got {setting!r}")
-        from hpa_utils.evaluation.thresholds import best_global_threshold
 
         return best_global_threshold(y_val, p_val)[0]
     return float(setting)

@@ -1,4 +1,4 @@
-"""Macro F1 as Kaggle scores it, thresholding, and the Keras F1 metric.
+"""Macro F1 as Kaggle scores it, thresholding, the per-image loss, and the Keras F1 metric.
 
 Numpy only, except :func:`keras_f1_metric`, which returns Keras' own
 ``F1Score`` metric for the per-epoch training curves. Choosing thresholds is
@@ -72,6 +72,13 @@ def binarize(probabilities: np.ndarray, thresholds: float | np.ndarray = 0.5, at
     return binary
 
 
+def per_image_log_loss(y_true: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Each image's binary cross-entropy, averaged over the classes (Keras' loss, per image)."""
+    p = np.clip(np.asarray(probabilities, np.float64), eps, 1 - eps)
+    y = np.asarray(y_true, np.float64)
+    return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p), axis=1)
+
+
 #: How the report states the convention, once.
 SCORING_RULE = (
     "an image with no class at or above the threshold is given its most probable class (every HPA image has "
@@ -85,6 +92,6 @@ def keras_f1_metric(num_classes: int = NUM_CLASSES, threshold: float = 0.5, name
     This is what the training curves plot as train/validation F1; the exact
     validation macro F1 is computed in numpy by :func:`macro_f1` at each epoch end.
     """
-    from hpa_utils.training.backend import keras
+    from hpa_utils.backend import keras  # deferred: Keras (the metrics are numpy otherwise)
 
     return keras.metrics.F1Score(average="macro", threshold=threshold, name=name)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from hpa_utils.config.stages import BASE, STAGE_ORDER, stage_rank
 from hpa_utils.reporting.results import ORIGINAL_REPORT, has_columns, to_number
 from hpa_utils.studies.ensemble import CHOSEN, EQUAL_ALL, SINGLE
-from hpa_utils.training.stages import BASE, STAGE_ORDER, stage_rank
 
 
 def _row_at(df: pd.DataFrame, column: str, value: float) -> pd.Series | None:
@@ -249,6 +249,7 @@ def report_facts(results: dict) -> dict:
         "thresholds": _threshold_facts(results.get("thresholds")),
         "leaderboard_scores": _has_scores(results.get("leaderboard")),
         "findings": _findings_facts(results.get("findings")),
+        "n_resamples": _n_resamples(summary),
         "beyond": _beyond_facts(results.get("beyond"), results.get("beyond_pointing"), results.get("config") or {}),
     }
 
@@ -313,6 +314,14 @@ def _beyond_facts(summary, pointing: pd.DataFrame | None, config: dict) -> dict 
         "pointing": point,
         "classes": classes,
     }
+
+
+def _n_resamples(summary) -> int | None:
+    """The bootstrap's resamples per interval, as the ensemble study recorded them with its paired interval of
+    per-class against global thresholds (the findings' intervals, from the same study, use the same count)."""
+    interval = summary.per_class_vs_global if summary is not None else None
+    number = to_number(interval.get("n_resamples")) if isinstance(interval, dict) else None
+    return None if number is None else int(number)
 
 
 def _findings_facts(raw: dict | None) -> dict | None:

@@ -189,8 +189,6 @@ def project_root(start: Path) -> Path | None:
 
 
 def _environment(root: Path | None = None) -> Environment:
-    from hpa_utils.evaluation.bootstrap import N_RESAMPLES
-
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=StrictUndefined, lstrip_blocks=True
     )
@@ -203,32 +201,28 @@ def _environment(root: Path | None = None) -> Environment:
         lowerfirst=lambda text: str(text)[:1].lower() + str(text)[1:],
         shown_path=lambda v: shown_path(v, root),
     )
-    env.globals.update(
-        not_available=not_available, original=ORIGINAL_REPORT, context=CONTEXT_SCORES, n_resamples=N_RESAMPLES
-    )
+    env.globals.update(not_available=not_available, original=ORIGINAL_REPORT, context=CONTEXT_SCORES)
     return env
 
 
-AUGMENT_KEYS = ("translate", "scale", "shear", "noise", "flip")
-
-
-def _augmentation(params: dict) -> dict:
-    """The augmentation settings: the run's own transform parameters if it recorded any, else the library's
-    defaults (what :class:`hpa_utils.augment.Augmenter` uses when the run does not override them)."""
-    found = {_pretty(k): v for k, v in params.items() if any(key in k.lower() for key in AUGMENT_KEYS)}
-    if found:
-        return found
-    try:  # imgaug is a heavy import: only when the run did not record its settings
-        from hpa_utils.training import augment
-    except ImportError:
+def _augmentation(recorded: dict | None) -> dict:
+    """The augmentation the run trained with, as the report states it: what the training study recorded
+    (``results/augmentation.json``, the parameters of :class:`hpa_utils.training.augment.Augmenter`); empty
+    when the run recorded none."""
+    try:
+        translate, shear, noise = (float(recorded[key]) for key in ("translate", "shear", "noise_std"))
+        low, high = (float(value) for value in recorded["scale"])
+    except (TypeError, KeyError, ValueError):
         return {}
-    low, high = augment.SCALE_RANGE
-    return {
-        "translation": f"up to ±{augment.TRANSLATE_FRACTION:g} of the side",
+    shown = {
+        "translation": f"up to ±{translate:g} of the side",
         "scaling": f"{low:g}–{high:g}",
-        "shear": f"up to ±{augment.SHEAR_DEGREES:g}°",
-        "Gaussian noise": f"standard deviation up to {augment.NOISE_STD_FRACTION:g} × 255",
+        "shear": f"up to ±{shear:g}°",
+        "Gaussian noise": f"standard deviation up to {noise:g} × 255",
     }
+    if recorded.get("flips"):
+        shown["flips and quarter turns"] = "random"
+    return shown
 
 
 def _figure_models(params: dict) -> dict:
@@ -273,7 +267,7 @@ def _context_tables(results: dict, root: Path | None = None) -> dict:
         "params_list": params_list,
         "notebooks": notebooks,
         "class_table": counts if counts is not None else "class_counts",
-        "augmentation": _augmentation(params),
+        "augmentation": _augmentation(results.get("augmentation")),
         "augment_enabled": params.get("train.augment", True) not in (False, "false", 0),
         **_figure_models(params),
     }

@@ -39,6 +39,7 @@ JSON_FILES = {
     "model_totals": "results/model_table.json",
     "ensemble": "results/ensemble.json",
     "findings": "results/findings.json",
+    "augmentation": "results/augmentation.json",
     "beyond": "results/beyond.json",
     "config": "config.json",
 }

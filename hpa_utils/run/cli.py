@@ -6,15 +6,25 @@ Bad input exits non-zero with one line per problem and no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from hpa_utils.config import runtime
+from hpa_utils.config.checks import MAX_IMAGE_SIDE, check_outside
+from hpa_utils.config.run_config import RUNS_DIR, cache_dir_for
 from hpa_utils.errors import DataError
+from hpa_utils.evaluation.submission import format_score, score_submission
+from hpa_utils.reporting import render
+from hpa_utils.reporting.browser import render_pdf
+from hpa_utils.run.publish import publish, render_shipped
+from hpa_utils.run.scale import main as scale_main
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    # deferred: OpenCV
     from hpa_utils.data.synth import generate_dataset
 
     summary = generate_dataset(
@@ -33,6 +43,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    # deferred: OpenCV
     from hpa_utils.data.dataset import validate_dataset
 
     report = validate_dataset(args.data_dir, decode=not args.headers_only, workers=args.workers)
@@ -46,10 +57,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    # deferred: OpenCV
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.run.checks import check_outside
-    from hpa_utils.run.config import cache_dir_for
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else cache_dir_for(args.data_dir)
     check_outside(cache_dir, args.data_dir, "the cache directory")
@@ -65,6 +75,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    # deferred: Keras
     from hpa_utils.training.bench import format_table, run_benchmark
 
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
@@ -81,8 +92,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         log=log,
     )
     if args.json:
-        import json
-
         print(json.dumps(result, indent=1))
     else:
         print(format_table(result))
@@ -90,13 +99,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from hpa_utils.evaluation.submission import format_score, score_submission
-
     print(format_score(score_submission(args.submission, args.solution)))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # deferred: nbformat (the runner's notebook fingerprints)
     from hpa_utils.run.runner import NotebookFailed, RunInterrupted, run
 
     try:
@@ -118,16 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hpa_utils.reporting.browser import render_pdf
-    from hpa_utils.reporting.render import render_report
-    from hpa_utils.run.config import RUNS_DIR
-    from hpa_utils.run.publish import render_shipped
-
     try:
         if args.preset is None and args.output_dir is None:  # the shipped report, from the committed tables
             html = render_shipped()
         else:
-            html = render_report(Path(args.output_dir or RUNS_DIR / args.preset).resolve())
+            html = render.render_report(Path(args.output_dir or RUNS_DIR / args.preset).resolve())
     except FileNotFoundError as error:
         print(f"hpa report: {error}", file=sys.stderr)
         return 1
@@ -142,9 +145,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from hpa_utils.run.config import RUNS_DIR
-    from hpa_utils.run.publish import publish
-
     run_dir = Path(args.output_dir or RUNS_DIR / args.preset).resolve()
     try:
         html = publish(run_dir)
@@ -171,8 +171,6 @@ def _int_in(low: int, high: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hpa_utils.data.dataset import MAX_IMAGE_SIDE
-
     side = _int_in(8, MAX_IMAGE_SIDE)
     count = _int_in(0, 10_000_000)
     threads = _int_in(1, 1024)
@@ -286,15 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     Bad input (a dataset, a submission, a preset, a value) and the operating system's errors (disk full,
     permission, a missing file) exit 1, Ctrl-C 130; ``--debug`` (or ``HPA_DEBUG=1``) shows the traceback.
     """
-    from hpa_utils.run import runtime
-
     runtime.configure()
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get("HPA_DEBUG", "") not in ("", "0") or "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
     if argv[:1] == ["scale"]:  # its own options (hpa_utils.run.scale)
-        from hpa_utils.run.scale import main as scale_main
-
         return scale_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hpa_utils.config.run_config import NOTEBOOKS_DIR
+
 #: Metadata an execution adds: what nbstripout's command line drops by default (its function does not), then
 #: papermill's and the kernel's version (``make git-filter`` gives the git filter the same list).
 EXTRA_KEYS = (
@@ -40,6 +42,7 @@ EXTRA_KEYS = (
 def strip_notebook(content: dict) -> dict:
     """A notebook (nbformat's JSON model) as the sources are committed: no outputs or execution counts, cell
     ids kept, the keys of :data:`EXTRA_KEYS` dropped."""
+    # deferred: nbformat and nbstripout (seconds to import), for the save hook only
     import nbformat
     from nbstripout import strip_output
 
@@ -53,8 +56,6 @@ def strip_notebook(content: dict) -> dict:
 
 def is_source_notebook(path: str | Path, notebooks_dir: str | Path | None = None) -> bool:
     """True for a notebook in the project's ``notebooks/`` folder (the committed sources)."""
-    from hpa_utils.run.config import NOTEBOOKS_DIR
-
     path = Path(path)
     return path.suffix == ".ipynb" and path.resolve().parent == Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
 

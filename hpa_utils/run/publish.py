@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpa_utils.config.run_config import FIGURES_DIR, PROJ_ROOT, REPORT_DIR
 from hpa_utils.io import write_text_atomic
-from hpa_utils.run.config import FIGURES_DIR, PROJ_ROOT, REPORT_DIR
+from hpa_utils.reporting.render import render_report
+from hpa_utils.reporting.results import load_results
 
 #: Where the shipped run's tables live (a run directory without models, predictions or submissions).
 SHIPPED_RUN = REPORT_DIR / "run"
@@ -56,8 +58,6 @@ def publish(
     run_dir: str | os.PathLike, shipped: Path = SHIPPED_RUN, figures: Path = FIGURES_DIR, readme: Path = README
 ) -> Path:
     """Ship the run in ``run_dir`` (see the module docstring); returns the rendered report's path."""
-    from hpa_utils.reporting.render import render_report
-
     run_dir = Path(run_dir).resolve()
     results = run_dir / "results"
     if not (run_dir / "config.json").is_file() or not (results / "ensemble.json").is_file():
@@ -73,8 +73,6 @@ def publish(
 
 def render_shipped() -> Path:
     """Re-render ``report/report.html`` from the committed tables and figures (no training)."""
-    from hpa_utils.reporting.render import render_report
-
     if not (SHIPPED_RUN / "results").is_dir():
         raise FileNotFoundError(f"{SHIPPED_RUN}: no shipped run; run `hpa run --preset standard` then `hpa publish`")
     return render_report(SHIPPED_RUN, SHIPPED_REPORT, figures_dir=FIGURES_DIR)
@@ -82,8 +80,6 @@ def render_shipped() -> Path:
 
 def readme_block(shipped: Path = SHIPPED_RUN) -> str:
     """The README's tables of the shipped run, from its committed result files."""
-    from hpa_utils.reporting.results import load_results
-
     results = load_results(shipped)
     config = results["config"] or {}
     run = results["run"] or {}

@@ -1,7 +1,7 @@
 """``hpa run``: resolve the configuration once, execute the numbered notebooks in order with
 papermill, then render the report.
 
-Data flows preset -> :mod:`hpa_utils.run.config` (once, written to the run's ``config.json``) ->
+Data flows preset -> :mod:`hpa_utils.config.resolve` (once, written to the run's ``config.json``) ->
 here -> papermill -> notebook -> :mod:`hpa_utils.studies` -> files under the run's output directory
 -> :mod:`hpa_utils.reporting`. A notebook is skipped when its fingerprint (its source, the
 configuration sections it uses, the library code it imports and its upstream notebooks' fingerprints,
@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+import shutil
 import signal
 import sys
 import threading
@@ -25,10 +27,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hpa_utils.run.config import NOTEBOOKS_DIR, RunConfig, resolve_config
+import psutil
+
+from hpa_utils.config import runtime
+from hpa_utils.config.checks import check_against_dataset
+from hpa_utils.config.resolve import resolve_config
+from hpa_utils.config.run_config import NOTEBOOKS_DIR, RunConfig
+from hpa_utils.errors import DataError
+from hpa_utils.io import write_json_atomic
+from hpa_utils.reporting.render import render_report
 from hpa_utils.run.fingerprint import notebook_fingerprint
 from hpa_utils.run.session import ensure_dataset
 from hpa_utils.studies.training import TECHNIQUE_KEYS
+from hpa_utils.training.device import cpu_warning, detect_device
+from hpa_utils.training.executor import plan_processes
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,8 @@ NOTEBOOKS: tuple[Notebook, ...] = (
     Notebook("04_ensemble", (*_DATA, "train.variants", "ensemble"), "03_finetune"),
     # 05 reads the trained models (03), not the ensemble: a new ensemble setting does not re-run it
     Notebook("05_beyond", (*_DATA, "train", "beyond"), "03_finetune", switch="beyond.run"),
+    # 06 explores the predictor 04 chose (its ensemble.json, the stored predictions): any change to 04 re-runs it
+    Notebook("06_explore", (*_DATA, "ensemble"), "04_ensemble"),
 )
 NOTEBOOK_NAMES = tuple(notebook.name for notebook in NOTEBOOKS)
 KERNEL_DISPLAY_NAME = "Python (hpa run)"
@@ -129,8 +143,6 @@ def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_N
         display_name,
         KERNEL_DISPLAY_NAME,
     ):
-        import shutil
-
         shutil.rmtree(old, ignore_errors=True)
     paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
     if str(root) not in paths:
@@ -140,16 +152,15 @@ def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_N
 
 def check_dataset(config: RunConfig, log: Callable[[str], None] = print) -> None:
     """Validate the dataset before any notebook runs (PNG headers here; the cache build decodes every
-    image), then the settings that depend on it (:func:`hpa_utils.run.checks.check_against_dataset`).
+    image), then the settings that depend on it (:func:`hpa_utils.config.checks.check_against_dataset`).
 
     Raises:
         DataError: the dataset's problems, each naming the file and CSV line.
         ValueError: a setting the dataset cannot serve (the model input larger than the images, a batch
             larger than the training images).
     """
+    # deferred: OpenCV
     from hpa_utils.data.dataset import validate_dataset
-    from hpa_utils.errors import DataError
-    from hpa_utils.run.checks import check_against_dataset
 
     data_dir = config.data_dir
     report = validate_dataset(data_dir, decode=False)
@@ -219,8 +230,6 @@ class _KernelInterrupter:
 
     @staticmethod
     def _signal_kernels(signum) -> None:
-        import psutil
-
         for child in psutil.Process().children(recursive=True):
             try:
                 child.send_signal(signum)
@@ -238,6 +247,7 @@ def execute_notebook(name: str, config: RunConfig, kernel: str, echo: bool = Tru
         NotebookFailed: a cell raised.
         RunInterrupted: Ctrl-C.
     """
+    # deferred: papermill
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -302,8 +312,6 @@ def run(
         RunInterrupted: Ctrl-C; the run stops there.
         ValueError: an unknown preset, or a bad key or value (the message names it).
     """
-    from hpa_utils.run import runtime
-
     runtime.configure()
     config = resolve_config(preset, overrides, data_dir, output_dir)
     paths = config.paths.make()
@@ -337,8 +345,6 @@ def run(
         log(f"{counter}: done in {format_seconds(seconds)}")
     record = _write_run_record(config, timings, started_at, time.perf_counter() - run_started)
     if render:
-        from hpa_utils.reporting.render import render_report
-
         log(f"report: {render_report(paths.output_dir)}")
     log(f"hpa run: finished in {format_seconds(time.perf_counter() - run_started)}")
     return record
@@ -346,9 +352,6 @@ def run(
 
 def report_device(config: RunConfig, log: Callable[[str], None] = print) -> None:
     """Say what the run trains on, and warn when a GPU preset is about to run on a CPU (with its time)."""
-    from hpa_utils.run.device import cpu_warning, detect_device
-    from hpa_utils.training.executor import plan_processes
-
     device = detect_device()
     processes, threads = plan_processes(config.train.processes, len(config.train.variants), gpus=len(device.gpus))
     side = f", {processes} training jobs side by side ({threads} thread(s) each)" if processes > 1 else ""
@@ -362,8 +365,6 @@ def report_device(config: RunConfig, log: Callable[[str], None] = print) -> None
 
 
 def _write_run_record(config: RunConfig, timings: dict, started_at: str, seconds: float) -> dict:
-    from hpa_utils.io import write_json_atomic
-
     paths = config.paths
     dataset_path = paths.results / "dataset.json"
     record = {
@@ -385,7 +386,5 @@ def _write_run_record(config: RunConfig, timings: dict, started_at: str, seconds
 
 
 def _machine() -> str:
-    import platform
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{platform.machine()}, {cores} cores, Python {platform.python_version()}, {platform.system()}"

@@ -27,14 +27,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpa_utils.io import write_json_atomic
+import numpy as np
+import psutil
+
+from hpa_utils.config import runtime
+from hpa_utils.config.resolve import resolve_config
+from hpa_utils.config.run_config import RUNS_DIR, SynthConfig, cache_dir_for, synthetic_data_dir
+from hpa_utils.evaluation.submission import make_submission
+from hpa_utils.io import write_atomic, write_json_atomic
 
 #: Kaggle's training and test Ids, and the image side of its PNGs.
 KAGGLE = (31072, 11702)
@@ -61,15 +71,11 @@ class ScalePaths:
 
     @property
     def data(self) -> Path:
-        from hpa_utils.run.config import SynthConfig, synthetic_data_dir
-
         default = synthetic_data_dir(SynthConfig(self.n_train, self.n_test, SOURCE_SIZE, 0))
         return self.root / "data" / default.name if self.root else default
 
     @property
     def cache(self) -> Path:
-        from hpa_utils.run.config import cache_dir_for
-
         default = cache_dir_for(self.data)
         return self.root / ".cache" / default.name if self.root else default
 
@@ -85,8 +91,6 @@ def scale_paths(name: str, root: Path | None = None) -> ScalePaths:
 
 def record_path(root: Path | None = None) -> Path:
     """The rehearsal's record: ``runs/scale/scale.json`` (or under ``root``)."""
-    from hpa_utils.run.config import RUNS_DIR
-
     return (Path(root) / "runs" if root else RUNS_DIR) / "scale" / "scale.json"
 
 
@@ -95,8 +99,6 @@ def record_path(root: Path | None = None) -> Path:
 
 def _tree_memory(pid: int) -> tuple[int, int]:
     """(resident, anonymous resident) bytes of process ``pid`` and all its descendants."""
-    import psutil
-
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
@@ -119,7 +121,6 @@ def measure(command: list[str], log: Callable[[str], None] = print) -> dict:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     peak_rss = peak_anon = 0
     lines: list[str] = []
-    import threading
 
     def read() -> None:
         shown = 0.0
@@ -154,6 +155,7 @@ def measure(command: list[str], log: Callable[[str], None] = print) -> dict:
 
 
 def _step_generate(paths: ScalePaths) -> dict:
+    # deferred: OpenCV
     from hpa_utils.data.synth import generate_dataset
 
     summary = generate_dataset(paths.data, paths.n_train, paths.n_test, SOURCE_SIZE, seed=0, progress=True)
@@ -161,6 +163,7 @@ def _step_generate(paths: ScalePaths) -> dict:
 
 
 def _step_validate(paths: ScalePaths) -> dict:
+    # deferred: OpenCV
     from hpa_utils.data.dataset import validate_dataset
 
     report = validate_dataset(paths.data)
@@ -177,6 +180,7 @@ DECODE_SAMPLE = 200
 def _step_cache(paths: ScalePaths) -> dict:
     """The cache of both splits at 256 px; first, one thread decodes a sample of Ids (the per-core rate). Then
     the check every later opening of the cache runs (each sample's CRC-32), timed alone: ``verify_seconds``."""
+    # deferred: OpenCV
     from hpa_utils.data.cache import cache_files, open_cache, verify_cache
     from hpa_utils.data.dataset import load_sample, open_dataset
 
@@ -220,7 +224,7 @@ def _step_cache(paths: ScalePaths) -> dict:
 
 
 def _step_eda(paths: ScalePaths) -> dict:
-    from hpa_utils.run.config import resolve_config
+    # deferred: nbformat (the runner's notebook fingerprints)
     from hpa_utils.run.runner import execute_notebook, install_kernel
 
     config = resolve_config("full", data_dir=paths.data, output_dir=paths.out / "run")
@@ -234,6 +238,7 @@ def _step_eda(paths: ScalePaths) -> dict:
 
 
 def _step_split(paths: ScalePaths) -> dict:
+    # deferred: OpenCV, scikit-learn
     from hpa_utils.data.dataset import open_dataset
     from hpa_utils.data.split import stratified_split
 
@@ -246,20 +251,16 @@ def _step_split(paths: ScalePaths) -> dict:
 
 
 def _step_predict(paths: ScalePaths) -> dict:
-    import numpy as np
-
+    # deferred: Keras, OpenCV
+    from hpa_utils.backend import keras
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.evaluation.submission import make_submission
-    from hpa_utils.training.backend import keras
     from hpa_utils.training.models import build_variant, prior_log_odds
     from hpa_utils.training.predictions import predict
 
     dataset = open_dataset(paths.data)
     model_path = paths.out / "baseline_256.keras"
     if not model_path.is_file():  # the stored model: the baseline at 256 px, its output bias at the priors
-        from hpa_utils.io import write_atomic
-
         model = build_variant(0, (CACHE_SIZE, CACHE_SIZE, 4), output_bias=prior_log_odds(dataset.y))
         write_atomic(model_path, model.save)
     model = keras.saving.load_model(model_path, compile=False)
@@ -276,9 +277,7 @@ def _step_predict(paths: ScalePaths) -> dict:
 
 def _step_bad_input(paths: ScalePaths) -> dict:
     """A view of the dataset (symlinks) with one PNG missing; ``hpa validate`` must name it and its line."""
-    import shutil
-    import tempfile
-
+    # deferred: OpenCV
     from hpa_utils.data.dataset import csv_line, open_dataset
 
     dataset = open_dataset(paths.data)
@@ -320,8 +319,6 @@ STEP_FUNCTIONS = {
 
 def _child(step: str, paths: ScalePaths) -> int:
     """One step, in its own process: run it and write what it reports beside the record."""
-    from hpa_utils.run import runtime
-
     runtime.configure()
     paths.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(_result_file(paths, step), STEP_FUNCTIONS[step](paths))

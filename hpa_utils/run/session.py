@@ -1,6 +1,6 @@
 """A notebook's door into its run: :func:`open_run`, called once by each notebook's first code cell.
 
-It configures the process (:func:`hpa_utils.run.runtime.configure`), opens the run's configuration
+It configures the process (:func:`hpa_utils.config.runtime.configure`), opens the run's configuration
 (the one ``hpa run`` resolved and wrote, else the preset's, with a notebook's own overrides),
 makes sure the embedded synthetic dataset exists, and returns a :class:`Run`: the configuration,
 the run's paths, and :meth:`Run.save_figure`, which saves a figure labelled with the run that made it.
@@ -8,21 +8,16 @@ the run's paths, and :meth:`Run.save_figure`, which saves a figure labelled with
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpa_utils.run.config import (
-    CONFIG_FILE,
-    DEFAULT_PRESET,
-    RUNS_DIR,
-    RunConfig,
-    RunPaths,
-    config_digest,
-    derive_config,
-    load_config,
-    resolve_config,
-)
+import yaml
+
+from hpa_utils.config import runtime
+from hpa_utils.config.resolve import derive_config, load_config, resolve_config
+from hpa_utils.config.run_config import CONFIG_FILE, DEFAULT_PRESET, RUNS_DIR, RunConfig, RunPaths, config_digest
 
 
 @dataclass(frozen=True)
@@ -41,12 +36,11 @@ class Run:
     def save_figure(self, fig, name: str) -> Path:
         """Save ``fig`` as ``figures/<name>.png``, with a footer and PNG metadata naming the run; in a
         notebook, also show it in the cell's output (the executed notebook keeps it) and close it."""
-        import sys
-
-        from hpa_utils.reporting.plots import save_figure
+        from hpa_utils.reporting.plots import save_figure  # deferred: matplotlib
 
         path = save_figure(fig, self.paths.figures / f"{name}.png", source=self.config.label)
         if "ipykernel" in sys.modules:  # the saved PNG itself, whatever matplotlib backend the kernel has
+            # deferred: matplotlib, and IPython (in a kernel only)
             import matplotlib.pyplot as plt
             from IPython.display import Image, display
 
@@ -95,8 +89,6 @@ def open_run(
     Raises:
         ValueError: a bad override, or ``output_dir`` holds a run of another preset.
     """
-    from hpa_utils.run import runtime
-
     runtime.configure()
     overrides = parse_overrides(overrides)
     name = preset_name(preset)
@@ -133,8 +125,6 @@ def parse_overrides(overrides: Mapping[str, object] | str | None) -> dict:
         ValueError: the text is not a mapping.
     """
     if isinstance(overrides, str):
-        import yaml
-
         try:
             parsed = yaml.safe_load(overrides) if overrides.strip() else {}
         except yaml.YAMLError as error:
@@ -181,6 +171,7 @@ def ensure_dataset(config: RunConfig, log: Callable[[str], None] = print) -> Non
     folders are ever written: a data directory given by the user is read-only input."""
     if not config.synthetic:
         return
+    # deferred: OpenCV
     from hpa_utils.data.synth import generate_dataset
 
     summary = generate_dataset(

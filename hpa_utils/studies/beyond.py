@@ -29,16 +29,23 @@ Files: ``beyond/models``, ``beyond/predictions``; ``results/beyond_ablation.csv`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from hpa_utils.run.config import RunConfig
+from hpa_utils.config.run_config import RunConfig
+from hpa_utils.data.labels import NUM_CLASSES, class_name
+from hpa_utils.evaluation import submission
+from hpa_utils.evaluation.bootstrap import paired_f1_difference
+from hpa_utils.evaluation.metrics import binarize, f1_per_class, macro_f1
+from hpa_utils.evaluation.thresholds import best_global_threshold, label_ratio_thresholds
+from hpa_utils.io import save_table, write_json_atomic
+from hpa_utils.studies.training import _train, base_settings, training_data
+from hpa_utils.training.executor import Job, plan_processes
+from hpa_utils.training.plan import PlannedJob, WorkPlan
+from hpa_utils.training.tta import combine
 
 BASELINE, ALL = "baseline", "all"
 #: Interval verdicts.
@@ -54,7 +61,7 @@ class Technique:
     Attributes:
         key: its name in ``beyond.techniques``.
         label: how tables and the report name it.
-        train: the :class:`~hpa_utils.training.fit.TrainSettings` switches it turns on (training techniques).
+        train: the :class:`~hpa_utils.training.settings.TrainSettings` switches it turns on (training techniques).
         tta: test-time augmentation it predicts with ("none", "mean", "max").
         label_ratio: thresholds by label ratio instead of the best global threshold on validation.
         source: who in the competition used it.
@@ -157,14 +164,13 @@ class Ablation:
 
 def _settings_for(config: RunConfig, technique: Technique):
     """The baseline's TrainSettings (every technique off) with ``technique``'s switches on."""
-    from hpa_utils.studies.training import base_settings
-
     off = {"loss": "bce", "ema": False, "oversample": False}
     return dataclasses.replace(base_settings(config), **{**off, **technique.train})
 
 
 def images_per_epoch(data, settings) -> int:
     """Training images one epoch of ``settings`` sees (more than the training part when oversampling)."""
+    # deferred: Keras
     from hpa_utils.training.batches import repeat_factor_rows
 
     if not settings.oversample:
@@ -174,8 +180,6 @@ def images_per_epoch(data, settings) -> int:
 
 def _plan(config: RunConfig, jobs: list, data, n_test: int, views: int):
     """The estimate's work: the ablation's models left to train and the images left to predict."""
-    from hpa_utils.training.plan import PlannedJob, WorkPlan
-
     planned = []
     for job in jobs:
         settings = job.args[2]
@@ -186,8 +190,6 @@ def _plan(config: RunConfig, jobs: list, data, n_test: int, views: int):
     predict = (len(jobs) * (n_val + n_test)) + views * 8 * (n_val + n_test)
 
     def plan(gpus: int = 0, processes: int | None = None) -> WorkPlan:
-        from hpa_utils.training.executor import plan_processes
-
         if processes is None:
             processes, _ = plan_processes(config.train.processes, max(1, len(planned)), gpus=gpus)
         return WorkPlan(planned, predict, max(1, min(processes, max(1, len(planned)))))
@@ -197,18 +199,11 @@ def _plan(config: RunConfig, jobs: list, data, n_test: int, views: int):
 
 def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablation:
     """The ablation of ``beyond.techniques`` on base variant ``beyond.variant`` (see the module docstring)."""
+    # deferred: OpenCV, Keras
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.evaluation import submission
-    from hpa_utils.evaluation.bootstrap import paired_f1_difference
-    from hpa_utils.evaluation.metrics import binarize, macro_f1
-    from hpa_utils.evaluation.thresholds import best_global_threshold, label_ratio_thresholds
-    from hpa_utils.io import save_table
-    from hpa_utils.studies.training import _train, base_settings, training_data
-    from hpa_utils.training.executor import Job
     from hpa_utils.training.predictions import predict_models
     from hpa_utils.training.registry import base_name, train_base
-    from hpa_utils.training.tta import combine
 
     paths = config.paths.make()
     beyond_dir = paths.output_dir / "beyond"
@@ -333,6 +328,7 @@ def _train_named(
     variant, data, settings, models_dir, predictions_dir, name, log=print, on_epoch=None, check_only=False
 ):
     """A base model trained under its own name (a module-level function, so a worker process imports it)."""
+    # deferred: Keras
     from hpa_utils.training.registry import train_base
 
     return train_base(variant, data, settings, models_dir, predictions_dir, log, on_epoch, check_only, name=name)
@@ -389,6 +385,7 @@ class GradCam:
 def pattern_mask(pattern: np.ndarray, size: int, level: float = PATTERN_LEVEL) -> np.ndarray:
     """Where a pattern (peak 1, at the generator's size) is drawn, at the model's input size: the pixels
     whose area-averaged intensity reaches ``level`` of the resized pattern's peak."""
+    # deferred: OpenCV
     import cv2
 
     resized = cv2.resize(np.asarray(pattern, dtype=np.float32), (size, size), interpolation=cv2.INTER_AREA)
@@ -411,13 +408,10 @@ def pointing_scores(cam: np.ndarray, mask: np.ndarray) -> tuple[float, float, bo
 
 def run_gradcam(config: RunConfig, log: Callable[[str], None] = print, batch_size: int = 32) -> GradCam:
     """Grad-CAM of the run's best model on validation images (see the module docstring)."""
+    # deferred: Keras, OpenCV
+    from hpa_utils.backend import keras
     from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.data.labels import NUM_CLASSES
     from hpa_utils.data.synth.writer import pattern_maps
-    from hpa_utils.evaluation.metrics import binarize, f1_per_class, macro_f1
-    from hpa_utils.io import save_table
-    from hpa_utils.studies.training import training_data
-    from hpa_utils.training.backend import keras
     from hpa_utils.training.gradcam import MAPS_DESCRIPTION, grad_cam
     from hpa_utils.training.predictions import predict_models
     from hpa_utils.training.registry import models_table
@@ -470,8 +464,6 @@ def run_gradcam(config: RunConfig, log: Callable[[str], None] = print, batch_siz
                 mass, chance, hit = pointing_scores(cam, mask)
                 records.append({"class": int(c), "mass": mass, "chance": chance, "hit": hit})
     log(f"Grad-CAM: {len(score_pairs)} maps of {name}")
-
-    from hpa_utils.data.labels import class_name
 
     per_class = pd.DataFrame(
         {
@@ -554,8 +546,8 @@ class BeyondSummary:
 
 def save_summary(config: RunConfig, ablation: Ablation, cam: GradCam) -> BeyondSummary:
     """Write ``results/beyond.json`` (the ablation's rows and the Grad-CAM facts)."""
-    from hpa_utils.io import write_json_atomic
-    from hpa_utils.training.backend import keras
+    # deferred: Keras
+    from hpa_utils.backend import keras
 
     summary = BeyondSummary(
         variant=config.beyond.variant,

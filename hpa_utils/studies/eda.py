@@ -8,15 +8,13 @@ The small summaries it is made of are public for the tests and for other callers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from hpa_utils.config.run_config import RunConfig
 from hpa_utils.data.labels import CHANNELS, CLASS_NAMES, N_TRAIN_KAGGLE, NUM_CLASSES, TRAIN_COUNTS
-
-if TYPE_CHECKING:
-    from hpa_utils.run.config import RunConfig
+from hpa_utils.io import save_table, write_json_atomic
 
 
 def class_counts(y: np.ndarray) -> pd.DataFrame:
@@ -91,6 +89,7 @@ def split_counts(y: np.ndarray, train_indices: np.ndarray, val_indices: np.ndarr
 
 def describe_dataset(dataset, image_size: int | None = None, n_val: int | None = None) -> dict:
     """What the run ran on: synthetic or real, sizes, source image size (for the report and run.json)."""
+    # deferred: OpenCV
     from hpa_utils.data.dataset import read_png_header
 
     first = dataset.train_dir / f"{dataset.train_ids[0]}_green.png"
@@ -147,10 +146,10 @@ class EdaResult:
 
 def explore(config: RunConfig) -> EdaResult:
     """Notebook 01's study: read and describe the dataset, make the split, build the image cache."""
+    # deferred: OpenCV, scikit-learn
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import load_samples, open_dataset
     from hpa_utils.data.split import get_or_make_split
-    from hpa_utils.io import save_table, write_json_atomic
 
     paths = config.paths.make()
     data = open_dataset(config.data_dir)

@@ -9,17 +9,21 @@ returns an :class:`EnsembleStudy`; :meth:`EnsembleSummary.from_dict` reads ``ens
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from hpa_utils.run.config import RunConfig
+from hpa_utils.config.run_config import RunConfig
+from hpa_utils.evaluation import ensemble, metrics, submission
+from hpa_utils.evaluation.bootstrap import paired_f1_difference
+from hpa_utils.evaluation.thresholds import halves, threshold_study
+from hpa_utils.io import save_table, to_number, write_json_atomic
+from hpa_utils.original import ORIGINAL_REPORT
+from hpa_utils.studies import findings
+from hpa_utils.studies.training import training_data
 
 #: The ``role`` of each row of the comparison table (the report reads these, never the row's name).
 SINGLE, CHOSEN, EQUAL_ALL = "single", "chosen", "equal_all"
@@ -115,13 +119,9 @@ class EnsembleStudy:
 
 def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) -> EnsembleStudy:
     """Notebook 04's study over the run's trained models (see the module docstring)."""
+    # deferred: OpenCV (the dataset and its cache), Keras (the models)
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.evaluation import ensemble, metrics, submission
-    from hpa_utils.evaluation.bootstrap import paired_f1_difference
-    from hpa_utils.evaluation.thresholds import halves, threshold_study
-    from hpa_utils.io import save_table, to_number, write_json_atomic
-    from hpa_utils.studies.training import training_data
     from hpa_utils.training.predictions import predict_models
     from hpa_utils.training.registry import models_table
 
@@ -256,9 +256,7 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
 
 def _findings(table, paths, sets, labels, chosen_f1, sweep, choice, thresholds_by_name, val_f1) -> list:
     """The original's findings re-tested on this run (:mod:`hpa_utils.studies.findings`)."""
-    from hpa_utils.original import ORIGINAL_REPORT
-    from hpa_utils.studies import findings
-    from hpa_utils.training.registry import load_history
+    from hpa_utils.training.registry import load_history  # deferred: Keras
 
     histories = {m: load_history(paths.models, m) for m in table["model"]}
     histories = {m: h for m, h in histories.items() if not h.empty}
@@ -292,8 +290,6 @@ def _findings(table, paths, sets, labels, chosen_f1, sweep, choice, thresholds_b
 def _submissions(config, source, probs, comparison, ensembles) -> pd.DataFrame:
     """Write every leaderboard entry's submission (the first is the run's ``submission.csv``) and score it,
     each at the threshold its row of the comparison has (so the two tables agree)."""
-    from hpa_utils.evaluation import ensemble, submission
-
     if "test" not in probs:
         return pd.DataFrame(columns=["submission", "description", "threshold", "public_f1", "private_f1"])
     paths = config.paths

@@ -21,15 +21,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from hpa_utils.config.stages import STAGE_ORDER
 from hpa_utils.evaluation.bootstrap import (
     Interval,
     mean_interval,
     paired_f1_difference,
     paired_mean_difference,
-    per_image_log_loss,
 )
 from hpa_utils.evaluation.ensemble import weighted_mean, weights_from_f1
-from hpa_utils.evaluation.metrics import binarize
+from hpa_utils.evaluation.metrics import binarize, per_image_log_loss
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable"
 #: The model-level threshold: the models' validation F1 during training, as the original reported it.
@@ -137,8 +137,6 @@ def fine_tuning_raises(models: pd.DataFrame, p_val: Mapping[str, np.ndarray], y_
 
 
 def _last_stage(models: pd.DataFrame) -> str | None:
-    from hpa_utils.training.stages import STAGE_ORDER
-
     stages = [s for s in STAGE_ORDER if s != "base" and (models["stage"].astype(str) == s).any()]
     return stages[-1] if stages else None
 

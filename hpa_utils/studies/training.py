@@ -7,25 +7,30 @@ returns a typed result that the notebook shows and plots.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from hpa_utils.training.stages import STAGE_ORDER, STAGES
+from hpa_utils.config.run_config import RunConfig
+from hpa_utils.config.stages import STAGE_ORDER, STAGES
+from hpa_utils.io import save_table, write_json_atomic
+from hpa_utils.training.cluster import ray_session, run_jobs_on_ray
+from hpa_utils.training.device import detect_device
+from hpa_utils.training.executor import plan_processes, run_jobs
+from hpa_utils.training.plan import Estimate, work_plan
+from hpa_utils.training.settings import TrainSettings
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from hpa_utils.run.config import RunConfig
+if TYPE_CHECKING:  # the type only: the batches import Keras
     from hpa_utils.training.batches import TrainingData
-    from hpa_utils.training.plan import WorkPlan
 
 #: The report's input size, at which the layer table and the variants' parameter counts are given.
 REPORT_INPUT_SHAPE = (256, 256, 4)
 
 
-#: The ``train`` keys of the techniques beyond the report, as :class:`~hpa_utils.training.fit.TrainSettings` names them.
+#: The ``train`` keys of the techniques beyond the report, as :class:`~hpa_utils.training.settings.TrainSettings`
+#: names them.
 TECHNIQUE_KEYS = ("loss", "focal_gamma", "ema", "ema_momentum", "oversample", "oversample_threshold")
 
 
@@ -34,10 +39,8 @@ def technique_settings(config: RunConfig) -> dict:
     return {key: getattr(config.train, key) for key in TECHNIQUE_KEYS}
 
 
-def base_settings(config: RunConfig):
+def base_settings(config: RunConfig) -> TrainSettings:
     """The TrainSettings of the run's base models."""
-    from hpa_utils.training.fit import TrainSettings
-
     return TrainSettings(
         epochs=config.train.base.epochs,
         batch_size=config.train.batch_size,
@@ -51,7 +54,7 @@ def base_settings(config: RunConfig):
 
 def training_data(config: RunConfig) -> TrainingData:
     """The run's decoded images, labels and split (the split made by notebook 01, or made here)."""
-    from hpa_utils.training.batches import load_training_data
+    from hpa_utils.training.batches import load_training_data  # deferred: Keras, imgaug
 
     return load_training_data(
         config.data_dir,
@@ -75,8 +78,7 @@ class ModelDescription:
 
 def describe_models(config: RunConfig) -> ModelDescription:
     """The model as the report gives it (``results/model_table.*``, ``results/variants.csv``)."""
-    from hpa_utils.io import save_table, write_json_atomic
-    from hpa_utils.training import models
+    from hpa_utils.training import models  # deferred: Keras
 
     results = config.paths.make().results
     reference = models.build_variant(0, REPORT_INPUT_SHAPE)
@@ -108,11 +110,14 @@ class BaseModels:
 
 
 def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> BaseModels:
-    """Train every base variant of ``train.variants`` (notebook 02)."""
-    from hpa_utils.io import save_table
+    """Train every base variant of ``train.variants`` (notebook 02); records the augmentation they train with
+    (``results/augmentation.json``, the report's "Augmentation" settings)."""
+    # deferred: Keras, imgaug
+    from hpa_utils.training.augment import Augmenter
     from hpa_utils.training.registry import base_jobs, base_name, load_history, models_table
 
     paths = config.paths.make()
+    write_json_atomic(paths.results / "augmentation.json", Augmenter(enabled=config.train.augment).parameters())
     data = training_data(config)
     settings = base_settings(config)
     _train(config, base_jobs(config.train.variants, data, settings, paths.models, paths.predictions), log)
@@ -148,9 +153,7 @@ class FineTunedModels:
 
 def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTunedModels:
     """Train stages A, B and C of every base variant, each from its parent stage's model (notebook 03)."""
-    from hpa_utils.io import save_table
-    from hpa_utils.training.fit import TrainSettings
-    from hpa_utils.training.registry import load_history, models_table, stage_jobs, stage_name
+    from hpa_utils.training.registry import load_history, models_table, stage_jobs, stage_name  # deferred: Keras
 
     paths = config.paths.make()
     data = training_data(config)
@@ -182,15 +185,10 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
 
 def _train(config: RunConfig, jobs: list, log: Callable[[str], None], plan: Callable | None = None) -> None:
     """Run the jobs side by side as ``train.processes`` says, with the estimate after the first epoch
-    (``plan(gpus=..., processes=...)``: the work the estimate covers; default :func:`work_plan`)."""
+    (``plan(gpus=..., processes=...)``: the work the estimate covers; default
+    :func:`~hpa_utils.training.plan.work_plan`)."""
     plan = plan or (lambda **kw: work_plan(config, **kw))
-    from hpa_utils.run.device import detect_device
-    from hpa_utils.training.executor import plan_processes, run_jobs
-    from hpa_utils.training.plan import Estimate
-
     if config.train.executor == "ray":
-        from hpa_utils.training.cluster import ray_session, run_jobs_on_ray
-
         with ray_session(config.train.ray_address, log=log) as slots:
             estimate = Estimate(plan(processes=slots), log)
             run_jobs_on_ray(jobs, log=log, on_epoch=estimate)
@@ -199,46 +197,6 @@ def _train(config: RunConfig, jobs: list, log: Callable[[str], None], plan: Call
     processes, threads = plan_processes(config.train.processes, len(jobs), gpus=gpus)
     estimate = Estimate(plan(gpus=gpus), log)
     run_jobs(jobs, processes=processes, threads=threads, log=log, on_epoch=estimate)
-
-
-def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) -> WorkPlan:
-    """The training and prediction the run has left: its models without a finished summary, and every
-    model's validation and test predictions not stored yet (notebook 04). ``processes``: jobs at once
-    (default: as ``train.processes`` plans them on this machine)."""
-    from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.training.executor import plan_processes
-    from hpa_utils.training.plan import PlannedJob, WorkPlan
-    from hpa_utils.training.registry import stage_name
-
-    paths = config.paths
-    if config.synthetic and not config.data_dir.is_dir():  # not generated yet: the preset says its size
-        n_all, n_test = config.synth.n_train, config.synth.n_test
-    else:
-        dataset = open_dataset(config.data_dir)
-        n_all, n_test = len(dataset.train_ids), len(dataset.test_ids)
-    n_val = int(round(n_all * config.data.val_fraction))
-    n_train = n_all - n_val
-    jobs, models = [], []
-    for variant in config.train.variants:
-        kinds = [(STAGE_ORDER[0], "all", config.train.base.epochs)]
-        kinds += [(stage.name, stage.part, config.train.stages.epochs[stage.name]) for stage in STAGES]
-        for kind, part, epochs in kinds:
-            name = stage_name(variant, kind)
-            models.append(name)
-            if not (paths.models / f"{name}.json").is_file():
-                jobs.append(PlannedJob(name, epochs, n_train, n_val, part))
-    stored = {p.stem for p in paths.predictions.glob("*.npy")} if paths.predictions.is_dir() else set()
-    to_train = {job.name for job in jobs}  # training stores these models' validation predictions itself
-    tta = "" if config.ensemble.tta == "none" else f"_tta-{config.ensemble.tta}"  # 8 views each
-    views = 1 if not tta else 8
-    predict = views * sum(
-        n_val * (f"{m}_val{tta}" not in stored and (bool(tta) or m not in to_train))
-        + n_test * (f"{m}_test{tta}" not in stored)
-        for m in models
-    )
-    if processes is None:
-        processes, _ = plan_processes(config.train.processes, len(config.train.variants), gpus=gpus)
-    return WorkPlan(jobs, predict, min(processes, max(1, len(config.train.variants))))
 
 
 def _run_models(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:

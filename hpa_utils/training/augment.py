@@ -87,6 +87,19 @@ class Augmenter:
             f"mode={self.mode!r})"
         )
 
+    def parameters(self) -> dict:
+        """What the transforms do, as plain data (what a study records and the report states): ``enabled``,
+        ``translate``, ``scale`` (low, high), ``shear``, ``noise_std``, ``flips``, ``mode``."""
+        return {
+            "enabled": self.enabled,
+            "translate": self.translate,
+            "scale": list(self.scale),
+            "shear": self.shear,
+            "noise_std": self.noise_std,
+            "flips": self.flips,
+            "mode": self.mode,
+        }
+
     def sequence(self) -> iaa.Sequential:
         """A new, unseeded imgaug Sequential of this augmenter's transforms."""
         steps = []

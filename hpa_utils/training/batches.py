@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hpa_utils.backend import keras
+from hpa_utils.data.cache import open_cache
+from hpa_utils.data.dataset import open_dataset
+from hpa_utils.data.split import get_or_make_split
 from hpa_utils.training.augment import Augmenter
-from hpa_utils.training.backend import keras
-
-if TYPE_CHECKING:
-    from hpa_utils.training.fit import TrainSettings
+from hpa_utils.training.settings import TrainSettings
 
 
 class CachedBatches(keras.utils.PyDataset):
@@ -157,10 +157,6 @@ def load_training_data(
     workers: int = 2,
 ) -> TrainingData:
     """Open the dataset, its decoded cache at ``image_size`` and the run's saved split (made if missing)."""
-    from hpa_utils.data.cache import open_cache
-    from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.data.split import get_or_make_split
-
     source = {
         "data_dir": str(data_dir),
         "cache_dir": str(cache_dir),

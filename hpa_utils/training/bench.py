@@ -29,20 +29,32 @@ and asserts nothing.
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from hpa_utils.backend import keras
 from hpa_utils.data.cache import open_cache
 from hpa_utils.data.dataset import open_dataset
 from hpa_utils.data.labels import CHANNELS
-from hpa_utils.training.backend import keras
-from hpa_utils.training.batches import TrainingData
-from hpa_utils.training.fit import TrainSettings, compile_model, seed_everything
+from hpa_utils.data.synth import generate_dataset
+from hpa_utils.training import reference_fit
+from hpa_utils.training.augment import Augmenter
+from hpa_utils.training.batches import CachedBatches, TrainingData
+from hpa_utils.training.executor import Job, plan_processes, run_jobs
+from hpa_utils.training.fit import compile_model, seed_everything
+from hpa_utils.training.models import build_variant
+from hpa_utils.training.roofline import forward_flops_per_image, matmul_gflops, training_flops_per_image
+from hpa_utils.training.settings import TrainSettings
 
 
 class InMemoryBatches(keras.utils.PyDataset):
@@ -115,7 +127,6 @@ def _side_by_side_job(
         return None
     dataset = open_dataset(data_dir)
     images = open_cache(dataset, "train", image_size, cache_dir, workers=1)
-    from hpa_utils.training.models import build_variant
 
     seed_everything(seed)
     model = compile_model(build_variant(variant, (image_size, image_size, 4)), 1e-3)
@@ -130,8 +141,6 @@ def _side_by_side_job(
 
 def side_by_side_rate(data_dir, cache_dir, image_size, n, variant, batch_size, processes, epochs=2, seed=0) -> dict:
     """(e): ``processes`` models trained at once, one per worker process; their images/s summed."""
-    from hpa_utils.training.executor import Job, plan_processes, run_jobs
-
     processes, threads = plan_processes(processes, os.cpu_count() or 1)
     args = (str(data_dir), str(cache_dir), image_size, n, variant, batch_size, epochs, seed, 2)  # 2 threads, as a run
     jobs = [Job(f"bench-{i}", _side_by_side_job, args) for i in range(processes)]
@@ -144,13 +153,6 @@ def side_by_side_rate(data_dir, cache_dir, image_size, n, variant, batch_size, p
 
 def reference_rate(image_size: int, n_images: int, epochs: int = 2) -> dict:
     """(d): the plain ``model.fit`` reference, run as a script in a fresh Python process."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from hpa_utils.training import reference_fit
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_NUM_", "OMP_"))}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     command = [sys.executable, reference_fit.__file__, "--size", str(image_size), "--images", str(n_images)]
@@ -165,9 +167,6 @@ _pipeline_batches = None
 
 
 def _open_pipeline(data_dir, cache_dir, image_size, n, batch_size, seed):
-    from hpa_utils.training.augment import Augmenter
-    from hpa_utils.training.batches import CachedBatches
-
     global _pipeline_batches
     images = open_cache(open_dataset(data_dir), "train", image_size, cache_dir, workers=1)
     _pipeline_batches = CachedBatches(
@@ -188,9 +187,6 @@ def input_pipeline_rates(data_dir, cache_dir, image_size, n, batch_size, workers
     worker processes (each opens the memory-mapped cache itself); one pass over ``n`` images after
     a warm-up pass. The per-core rate is the one-thread rate.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-
     args = (str(data_dir), str(cache_dir), image_size, n, batch_size, seed)
     batches = _open_pipeline(*args)
     result: dict = {"threads": {}, "processes": {}}
@@ -238,13 +234,8 @@ def run_benchmark(
         workers: PyDataset threads of this project's pipeline.
         processes: worker processes side by side for (e), as ``train.processes`` (auto: one per core).
     """
-    from hpa_utils.training.models import build_variant
-    from hpa_utils.training.roofline import forward_flops_per_image, matmul_gflops, training_flops_per_image
-
     work_dir = Path(work_dir)
     if data_dir is None:
-        from hpa_utils.data.synth import generate_dataset
-
         data_dir = work_dir / f"synthetic-{n_images}x512"
         generate_dataset(data_dir, n_train=n_images, n_test=8, size=512, seed=seed)
     dataset = open_dataset(data_dir)

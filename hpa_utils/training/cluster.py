@@ -24,14 +24,17 @@ objects, so a model trained on Ray is the same files, skipped and resumed exactl
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import pandas as pd
 
+from hpa_utils.config import runtime
 from hpa_utils.training.executor import Job
 
 #: CPUs a task asks for (and its TensorFlow threads) when the cluster has no GPU.
@@ -66,14 +69,11 @@ QUIET_LOGGERS = ("ray.widgets.util", "ray._private.authentication.authentication
 
 def import_ray():
     """The ``ray`` module, or a clear error saying how to install it."""
-    import logging
-    import warnings
-
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto, imported by Ray, in a kernel
     for name in QUIET_LOGGERS:  # before the import: the widgets note is logged while Ray is imported
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        import ray
+        import ray  # deferred: Ray, an optional extra, imported only for train.executor: ray
     except ImportError:
         raise ImportError(
             "train.executor is 'ray' but Ray is not installed: pip install -e '.[cluster]' "
@@ -124,8 +124,6 @@ def ray_session(address: str | None = None, cpus: int | None = None, log: Callab
 
 def _task(payload: bytes, messages, threads: int) -> dict:
     """One job in a Ray worker: set the worker's threads before the job (and Keras) is unpickled."""
-    from hpa_utils.run import runtime
-
     runtime.configure(headless=True, threads=threads or None)
     job: Job = pickle.loads(payload)
 
@@ -161,7 +159,7 @@ def run_jobs_on_ray(
         RayJobsFailed: a job failed after its retries (the others were trained and kept).
     """
     ray = import_ray()
-    from ray.util.queue import Empty, Queue
+    from ray.util.queue import Empty, Queue  # deferred: Ray (after import_ray's checks)
 
     with ray_session(address, cpus, log):
         messages = Queue(actor_options={"num_cpus": 0})

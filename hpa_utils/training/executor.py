@@ -35,6 +35,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import pandas as pd
+from tqdm import tqdm
+
+from hpa_utils.config import runtime
 
 #: Seconds a worker gets to stop after Ctrl-C before it is killed.
 STOP_GRACE_SECONDS = 5.0  # the runner kills an interrupted kernel after 8 s
@@ -99,8 +102,6 @@ def run_jobs(
 
 
 def _run_here(jobs, log, on_epoch) -> pd.DataFrame:
-    from tqdm import tqdm
-
     started = time.perf_counter()
     summaries = []
     for done, job in enumerate(jobs):
@@ -123,7 +124,6 @@ def _init_worker(messages, threads: int) -> None:
     _worker_queue = messages
     signal.signal(signal.SIGINT, _worker_interrupted)
     sys.unraisablehook = _worker_unraisable
-    from hpa_utils.run import runtime
 
     runtime.configure(headless=True, threads=threads or None)
 

@@ -21,57 +21,21 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hpa_utils.evaluation.bootstrap import per_image_log_loss
-from hpa_utils.evaluation.metrics import binarize, keras_f1_metric, macro_f1
+from hpa_utils.backend import keras
+from hpa_utils.evaluation.metrics import binarize, keras_f1_metric, macro_f1, per_image_log_loss
 from hpa_utils.io import write_atomic, write_text_atomic
-from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import TrainingData
 from hpa_utils.training.losses import make_loss
 from hpa_utils.training.models import set_trainable_part, with_fast_batch_norm
 from hpa_utils.training.predictions import predict, store_prediction
+from hpa_utils.training.settings import TrainSettings
 
 HISTORY_COLUMNS = ["epoch", "loss", "f1", "val_loss", "val_f1", "val_macro_f1", "seconds"]
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Hyper-parameters of one training job (everything that changes its result)."""
-
-    epochs: int
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    augment: bool = True
-    prior_bias: bool = True
-    seed: int = 0
-    part: str = "all"
-    # The techniques beyond the report (issue 12), off by default. Recorded in a model's summary only
-    # when on (:meth:`record`), so a model trained before they existed is still recognised as finished.
-    loss: str = "bce"  # bce | focal (training.losses)
-    focal_gamma: float = 2.0
-    ema: bool = False  # train with the optimizer's moving average of the weights (use_ema), keep the average
-    ema_momentum: float = 0.99
-    oversample: bool = False  # repeat-factor sampling of images with rare classes (training.batches)
-    oversample_threshold: float = 0.1
-
-    def record(self) -> dict:
-        """The settings as a model's summary records them: the techniques' keys only where they are on."""
-        record = asdict(self)
-        if self.loss == "bce":
-            record.pop("focal_gamma")
-        if not self.ema:
-            record.pop("ema_momentum")
-        if not self.oversample:
-            record.pop("oversample_threshold")
-        for key in ("loss", "ema", "oversample"):
-            if record[key] == TrainSettings.__dataclass_fields__[key].default:
-                record.pop(key)
-        return record
 
 
 def seed_everything(seed: int) -> None:

@@ -24,6 +24,15 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
+from hpa_utils.config import runtime
+from hpa_utils.config.resolve import resolve_config
+from hpa_utils.config.stages import STAGES
+from hpa_utils.training.device import detect_device
+from hpa_utils.training.plan import PlannedJob, WorkPlan, format_duration
+from hpa_utils.training.settings import TrainSettings
+
 #: Kaggle's HPA 2018 training and test Ids (the full preset's real-data size).
 KAGGLE_TRAIN, KAGGLE_TEST = 31072, 11702
 
@@ -38,23 +47,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--workers", type=int, default=16, help="input-pipeline threads")
     args = parser.parse_args(argv)
 
-    from hpa_utils.run import runtime
-
     runtime.configure(headless=True)
-    import numpy as np
-
+    # deferred: Keras and OpenCV, imported after configure() has set the environment they read
+    from hpa_utils.backend import keras
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
     from hpa_utils.data.synth import generate_dataset
-    from hpa_utils.run.config import resolve_config
-    from hpa_utils.run.device import detect_device
-    from hpa_utils.training.backend import keras
     from hpa_utils.training.batches import TrainingData
     from hpa_utils.training.bench import input_pipeline_rates
-    from hpa_utils.training.fit import TrainSettings, compile_model, seed_everything
+    from hpa_utils.training.fit import compile_model, seed_everything
     from hpa_utils.training.models import build_variant
-    from hpa_utils.training.plan import PlannedJob, WorkPlan, format_duration
-    from hpa_utils.training.stages import STAGES
 
     device = detect_device()
     data_dir = args.work_dir / f"synthetic-{args.images}x512"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpa_utils.training.backend import keras
+from hpa_utils.backend import keras
 
 #: The pre-sigmoid layer whose output is the class score.
 LOGITS_LAYER = "dnn_logits"
@@ -44,6 +44,7 @@ def maps_and_weights(model: keras.Model, images: np.ndarray, classes: np.ndarray
     backend = keras.backend.backend()
     logits_layer = model.get_layer(LOGITS_LAYER)
     if backend == "tensorflow":
+        # deferred: TensorFlow, imported on its own backend only
         import tensorflow as tf
 
         head = keras.Model(model.inputs, [*(p.input for p in pools), *(p.output for p in pools), logits_layer.output])
@@ -61,6 +62,7 @@ def maps_and_weights(model: keras.Model, images: np.ndarray, classes: np.ndarray
 def _jax_maps_and_weights(model: keras.Model, pools: list, x: np.ndarray, classes: np.ndarray):
     """JAX: the model cloned with a zero probe added at each pool's output (the layers, so the weights, are
     shared); the gradient over the probes, through ``stateless_call``, is the gradient at the pools."""
+    # deferred: JAX, imported on its own backend only
     import jax
     import jax.numpy as jnp
 

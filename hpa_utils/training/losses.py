@@ -5,7 +5,7 @@ No files, no paths: :func:`make_loss` maps a loss's name (``train.loss``) to wha
 
 from __future__ import annotations
 
-from hpa_utils.training.backend import keras
+from hpa_utils.backend import keras
 
 #: ``train.loss`` values: the report's loss, and focal loss (the 3rd-place solution's, gamma 2).
 LOSSES = ("bce", "focal")

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hpa_utils.training.backend import keras
-from hpa_utils.training.variants import VARIANTS, block_kernel_sizes, get_variant, min_input_size
+from hpa_utils.backend import keras
+from hpa_utils.config.variants import VARIANTS, block_kernel_sizes, get_variant, min_input_size
 
 layers = keras.layers
 
@@ -78,6 +78,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             and self.center
         ):
             return super().call(inputs, training=training, mask=mask)
+        # deferred: TensorFlow, imported on its own backend only
         import tensorflow as tf
 
         x = tf.cast(inputs, "float32")

@@ -1,4 +1,5 @@
-"""The run's training and prediction work, and how long it will take on this machine.
+"""The run's training and prediction work (:func:`work_plan`: what it has left), and how long it will take on
+this machine.
 
 The work is counted in "training-image units": one image through one training step of the whole model
 is 1; a step that trains only the dense head still runs the CNN forward (about a third of a full step,
@@ -12,6 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
+
+from hpa_utils.config.run_config import RunConfig
+from hpa_utils.config.stages import STAGE_ORDER, STAGES
+from hpa_utils.training.executor import plan_processes
 
 #: Relative cost of one image in one training step, by the part of the model trained.
 PART_COST = {"all": 1.0, "cnn": 1.0, "dnn": 0.4}
@@ -93,8 +100,7 @@ def measure_seconds_per_unit(image_size: int, batch_size: int, steps: int = 3) -
     For an estimate before anything is trained (e.g. the warning before the ``full`` preset runs on a
     CPU): random images, one untimed warm-up step, then ``steps`` timed ones.
     """
-    import numpy as np
-
+    # deferred: Keras
     from hpa_utils.training.fit import compile_model
     from hpa_utils.training.models import build_variant
 
@@ -111,3 +117,42 @@ def measure_seconds_per_unit(image_size: int, batch_size: int, steps: int = 3) -
 
 def _models(count: int) -> str:
     return f"{count} model" if count == 1 else f"{count} models"
+
+
+def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) -> WorkPlan:
+    """The training and prediction the run has left: its models without a finished summary, and every
+    model's validation and test predictions not stored yet (notebook 04). ``processes``: jobs at once
+    (default: as ``train.processes`` plans them on this machine)."""
+    # deferred: OpenCV (the dataset's reader) and Keras (the registry)
+    from hpa_utils.data.dataset import open_dataset
+    from hpa_utils.training.registry import stage_name
+
+    paths = config.paths
+    if config.synthetic and not config.data_dir.is_dir():  # not generated yet: the preset says its size
+        n_all, n_test = config.synth.n_train, config.synth.n_test
+    else:
+        dataset = open_dataset(config.data_dir)
+        n_all, n_test = len(dataset.train_ids), len(dataset.test_ids)
+    n_val = int(round(n_all * config.data.val_fraction))
+    n_train = n_all - n_val
+    jobs, models = [], []
+    for variant in config.train.variants:
+        kinds = [(STAGE_ORDER[0], "all", config.train.base.epochs)]
+        kinds += [(stage.name, stage.part, config.train.stages.epochs[stage.name]) for stage in STAGES]
+        for kind, part, epochs in kinds:
+            name = stage_name(variant, kind)
+            models.append(name)
+            if not (paths.models / f"{name}.json").is_file():
+                jobs.append(PlannedJob(name, epochs, n_train, n_val, part))
+    stored = {p.stem for p in paths.predictions.glob("*.npy")} if paths.predictions.is_dir() else set()
+    to_train = {job.name for job in jobs}  # training stores these models' validation predictions itself
+    tta = "" if config.ensemble.tta == "none" else f"_tta-{config.ensemble.tta}"  # 8 views each
+    views = 1 if not tta else 8
+    predict = views * sum(
+        n_val * (f"{m}_val{tta}" not in stored and (bool(tta) or m not in to_train))
+        + n_test * (f"{m}_test{tta}" not in stored)
+        for m in models
+    )
+    if processes is None:
+        processes, _ = plan_processes(config.train.processes, len(config.train.variants), gpus=gpus)
+    return WorkPlan(jobs, predict, min(processes, max(1, len(config.train.variants))))

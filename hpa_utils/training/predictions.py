@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hpa_utils.backend import keras
 from hpa_utils.io import write_atomic, write_json_atomic
-from hpa_utils.training.backend import keras
 from hpa_utils.training.batches import CachedBatches, TrainingData
 from hpa_utils.training.models import BatchNormalization  # noqa: F401  (registers the layer the models use)
 from hpa_utils.training.tta import TRANSFORMS, combine, dihedral

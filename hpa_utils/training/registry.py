@@ -1,7 +1,7 @@
 """The trained models and the jobs that make them: model names, the base and stage jobs, the table.
 
 A base model ``v{variant}`` is trained from scratch; each fine-tuning stage of
-:data:`~hpa_utils.training.stages.STAGES` starts from its parent stage's model and
+:data:`~hpa_utils.config.stages.STAGES` starts from its parent stage's model and
 re-trains one part, as ``v{variant}-{stage}``. Each job is one :func:`~hpa_utils.training.fit.fit_model`.
 """
 
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpa_utils.training.backend import keras
+from hpa_utils.backend import keras
+from hpa_utils.config.stages import BASE, STAGES, get_stage, stage_rank
 from hpa_utils.training.executor import Job
-from hpa_utils.training.fit import TrainSettings, fit_model
+from hpa_utils.training.fit import fit_model
 from hpa_utils.training.models import VARIANTS, build_variant, get_variant, prior_log_odds
-from hpa_utils.training.stages import BASE, STAGES, get_stage, stage_rank
+from hpa_utils.training.settings import TrainSettings
 
 TABLE_COLUMNS = [
     "model",

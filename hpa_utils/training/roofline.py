@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from hpa_utils.training.backend import keras
+from hpa_utils.backend import keras
 
 #: A training step costs about three forward passes (forward, input gradient, weight gradient).
 TRAINING_PASSES = 3

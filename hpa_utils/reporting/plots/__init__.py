@@ -12,7 +12,8 @@ Modules: :mod:`.style` (theme, saving, shared input helpers); :mod:`.eda` (label
 statistics); :mod:`.images` (composites, montages, channel intensity);
 :mod:`.training` (curves, one model's stages on one epoch axis, per-model scores, stages);
 :mod:`.evaluation` (ensembles, thresholds, per-class F1; :func:`set_labels` names the test set's parts);
-:mod:`.beyond` (notebook 05: the ablation's intervals, Grad-CAM maps).
+:mod:`.beyond` (notebook 05: the ablation's intervals, Grad-CAM maps); :mod:`.explore` (notebook 06: a
+class's images with the predictor's output, what a class is confused with).
 :func:`format_list` writes a list for a title ("Base models 0, 1, 2 and 3"). Titles carry no figure
 number: the HTML report numbers its figures.
 """
@@ -31,6 +32,7 @@ from hpa_utils.reporting.plots.evaluation import (
     plot_threshold_study,
     set_labels,
 )
+from hpa_utils.reporting.plots.explore import plot_class_gallery, plot_confusions
 from hpa_utils.reporting.plots.images import plot_channel_stats, plot_montage, rgb_composite
 from hpa_utils.reporting.plots.style import format_list, save_figure, use_style
 from hpa_utils.reporting.plots.training import (
@@ -45,6 +47,8 @@ __all__ = [
     "plot_ablation",
     "plot_channel_stats",
     "plot_class_counts",
+    "plot_class_gallery",
+    "plot_confusions",
     "plot_cooccurrence",
     "plot_gradcam",
     "plot_ensemble_comparison",

@@ -1,7 +1,7 @@
 """Training figures: training curves, one model's stages on one epoch axis, validation F1 per model, and the
 base variant x stage heatmap.
 
-Stages (their order and labels) come from :mod:`hpa_utils.training.stages`, the project's one table
+Stages (their order and labels) come from :mod:`hpa_utils.config.stages`, the project's one table
 of stages; that module is plain data and imports no deep-learning library.
 """
 
@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from hpa_utils.config.stages import STAGE_LABELS, STAGE_ORDER, stage_rank
 from hpa_utils.reporting.plots.style import (
     _PALETTE,
     _epoch_axis,
@@ -27,7 +28,6 @@ from hpa_utils.reporting.plots.style import (
     _two_decimal_axis,
     _value_limits,
 )
-from hpa_utils.training.stages import STAGE_LABELS, STAGE_ORDER, stage_rank
 
 _HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "f1", "val_f1")
 

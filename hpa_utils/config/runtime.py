@@ -49,10 +49,11 @@ def configure(deterministic: bool = True, headless: bool | None = None, threads:
         logging.raiseExceptions = False
     # Keras' TensorFlow backend under numpy 2, and Jupyter's own deprecations: not ours to fix, noise in a log
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # deferred: OpenCV, Keras and TensorFlow, imported here only after the environment defaults above are set
     import cv2
 
     cv2.setNumThreads(1)  # decoding runs in our own thread pools; OpenCV's would oversubscribe the cores
-    from hpa_utils.training.backend import keras
+    from hpa_utils.backend import keras
 
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf

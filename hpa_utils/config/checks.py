@@ -11,15 +11,16 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from hpa_utils.data.dataset import MAX_IMAGE_SIDE
-from hpa_utils.training.stages import STAGES
-from hpa_utils.training.variants import VARIANTS, min_input_size
+from hpa_utils.config.run_config import TECHNIQUE_NAMES, RunConfig
+from hpa_utils.config.stages import STAGES
+from hpa_utils.config.variants import VARIANTS, min_input_size
 
-if TYPE_CHECKING:  # the type only: config imports this module
-    from hpa_utils.run.config import RunConfig
-
+#: The largest image side accepted, in px (Kaggle's PNGs are 512 px, the HPA's full-size ones 2048-3072 px).
+#: Checked from the PNG header before a file is decoded (:mod:`hpa_utils.data.dataset`), so a small file whose
+#: header promises a huge image (a 30000-px PNG of zeros is under 1 MB) is refused instead of filling the
+#: memory: a decoded 8192-px channel is 64 MiB. Also the bound of ``synth.size`` and ``data.image_size``.
+MAX_IMAGE_SIDE = 8192
 #: Seeds are what numpy's and TensorFlow's generators take: 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
 #: Learning rates above this diverge with Adam on this model; the shipped presets use 0.0005-0.002.
@@ -102,8 +103,6 @@ def check_values(config: RunConfig) -> None:
 
 
 def _check_variants(config: RunConfig) -> None:
-    from hpa_utils.run.config import TECHNIQUE_NAMES
-
     preset, variants = config.preset, config.train.variants
     known = range(len(VARIANTS))
     if not variants:

@@ -2,8 +2,9 @@
 
 TensorFlow 2.21 writes its start-up messages (oneDNN, CPU features) from C++ straight to file
 descriptor 2 before its logging is configured, ignoring ``TF_CPP_MIN_LOG_LEVEL``; in a notebook they
-land in the executed copy. Modules that need Keras import it from here. The process's settings
-(backend, log levels, determinism) are made by :func:`hpa_utils.run.runtime.configure`, not here.
+land in the executed copy. Modules that need Keras import it from here; it imports nothing of the project,
+so every layer may. The process's settings (backend, log levels, determinism) are made by
+:func:`hpa_utils.config.runtime.configure`, not here.
 """
 
 from __future__ import annotations

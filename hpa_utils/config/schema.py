@@ -1,5 +1,5 @@
 """Typed dataclasses from plain nested mappings (a preset's YAML): the checks behind
-:mod:`hpa_utils.run.config`. Supported field types: int, float, bool, str, None, unions, ``Literal``,
+:mod:`hpa_utils.config.resolve`. Supported field types: int, float, bool, str, None, unions, ``Literal``,
 ``tuple[T, ...]``, ``dict[str, T]`` and nested dataclasses; fields with ``metadata={"derived": True}``
 are computed, never read. Every error names the dotted key and the preset.
 """

@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from hpa_utils.config.run_config import RunConfig
+from hpa_utils.training.plan import format_duration, measure_seconds_per_unit, work_plan
+
 #: Presets that expect an accelerator.
 GPU_PRESETS = ("full",)
 
@@ -34,7 +37,8 @@ class Device:
 
 def detect_device() -> Device:
     """The Keras backend and the GPUs it sees (TensorFlow's or JAX's own device list)."""
-    from hpa_utils.training.backend import keras
+    # deferred: Keras, and the backend's own library (TensorFlow, JAX or PyTorch) below
+    from hpa_utils.backend import keras
 
     backend = keras.backend.backend()
     gpus: list[str] = []
@@ -59,20 +63,17 @@ def describe_device() -> str:
     return detect_device().describe()
 
 
-def cpu_warning(config, device: Device | None = None, seconds_per_unit: float | None = None) -> str | None:
+def cpu_warning(config: RunConfig, device: Device | None = None, seconds_per_unit: float | None = None) -> str | None:
     """A warning when ``config``'s preset expects a GPU and none is visible, with the time it would take.
 
     Args:
-        config: the run's :class:`~hpa_utils.run.config.RunConfig`.
+        config: the run's configuration.
         device: the detected device (detected when None).
         seconds_per_unit: seconds per training-image unit here; measured from a few steps when None.
     """
     device = device or detect_device()
     if device.gpus or config.preset not in GPU_PRESETS:
         return None
-    from hpa_utils.studies.training import work_plan
-    from hpa_utils.training.plan import format_duration, measure_seconds_per_unit
-
     plan = work_plan(config, gpus=0)
     if seconds_per_unit is None:
         seconds_per_unit = measure_seconds_per_unit(config.data.image_size, config.train.batch_size)
