@@ -15,6 +15,8 @@ import socket
 import sys
 from pathlib import Path
 
+from hpa_utils.config.run_config import PROJ_ROOT
+
 DEFAULT_PORT = 8888
 _TOKEN_OPTIONS = ("--IdentityProvider.token=", "--ServerApp.token=", "--NotebookApp.token=")
 
@@ -75,7 +77,6 @@ def _after_port(args: list[str], index: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Print how to open JupyterLab, then become ``jupyter lab`` (Ctrl-C stops it as usual)."""
-    from hpa_utils.config.run_config import PROJ_ROOT
 
     args = list(sys.argv[1:] if argv is None else argv)
     asked = option(args, "--port")

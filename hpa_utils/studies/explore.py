@@ -29,7 +29,11 @@ import numpy as np
 import pandas as pd
 
 from hpa_utils.data.labels import CLASS_NAMES, NUM_CLASSES
+from hpa_utils.evaluation.ensemble import weighted_mean
 from hpa_utils.evaluation.metrics import binarize, f1_per_class
+from hpa_utils.evaluation.thresholds import fit_per_class_thresholds
+from hpa_utils.studies.ensemble import EnsembleSummary
+from hpa_utils.studies.training import training_data
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -115,11 +119,8 @@ def open_exploration(config: RunConfig, log: Callable[[str], None] = print) -> E
     Raises:
         FileNotFoundError: the run has no ``results/ensemble.json`` yet (notebook 04 writes it).
     """
+    # deferred: OpenCV (the dataset's reader) and Keras (the predictions and the registry)
     from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.evaluation.ensemble import weighted_mean
-    from hpa_utils.evaluation.thresholds import fit_per_class_thresholds
-    from hpa_utils.studies.ensemble import EnsembleSummary
-    from hpa_utils.studies.training import training_data
     from hpa_utils.training.predictions import predict_models
     from hpa_utils.training.registry import models_table
 
