@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -117,13 +118,25 @@ SLOW_MODULES = {
     "test_safety_models",
     "test_lab_browser",
     "test_scale",
+    "test_install",
 }
 #: A test that asks for one of these fixtures waits for a whole smoke run (or its data), wherever it is.
 SLOW_FIXTURES = {"smoke_run", "smoke_data"}
 
 
+#: A test whose code does one of these starts another Python (a fresh TensorFlow import, seconds each) or a kernel.
+SLOW_CALLS = ("subprocess.run(", "subprocess.Popen(", "subprocess.check_", "papermill", "ExecutePreprocessor")
+
+
+def _starts_a_process(item) -> bool:
+    try:
+        return any(call in inspect.getsource(item.function) for call in SLOW_CALLS)
+    except (OSError, TypeError, AttributeError):
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
-        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or _starts_a_process(item):
             item.add_marker(pytest.mark.slow)

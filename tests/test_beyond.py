@@ -179,7 +179,7 @@ def _planted_model(size: int = 32) -> keras.Model:
 
 
 def test_grad_cam_has_the_image_shape_and_finds_a_planted_pattern():
-    from hpa_utils.studies.beyond import pointing_scores
+    from hpa_utils.studies.gradcam import pointing_scores
     from hpa_utils.training.gradcam import grad_cam
 
     images = np.zeros((2, 32, 32, 4), "float32")
@@ -199,7 +199,7 @@ def test_grad_cam_has_the_image_shape_and_finds_a_planted_pattern():
 
 
 def test_pointing_scores_on_hand_made_maps():
-    from hpa_utils.studies.beyond import pointing_scores
+    from hpa_utils.studies.gradcam import pointing_scores
 
     mask = np.zeros((4, 4), bool)
     mask[0, :2] = True

@@ -48,11 +48,16 @@ def test_unknown_preset_lists_the_known_ones():
         resolve_config("nope")
 
 
-def test_a_preset_missing_a_key_is_named(tmp_path):
-    text = (resolve_config.__globals__["PRESETS_DIR"] / "smoke.yaml").read_text().replace("  top_k: 6", "")
-    (tmp_path / "mine.yaml").write_text(text)
-    with pytest.raises(ValueError, match="preset 'mine': ensemble.top_k is missing"):
-        resolve_config(tmp_path / "mine.yaml")
+def test_a_preset_of_a_few_lines_takes_every_other_key_from_the_defaults(tmp_path):
+    (tmp_path / "mine.yaml").write_text("train:\n  base: {epochs: 5}\nensemble: {top_k: 3}\n")
+    config = resolve_config(tmp_path / "mine.yaml")
+    quick = resolve_config("quick")
+    assert (config.train.base.epochs, config.ensemble.top_k) == (5, 3)
+    assert config.train.base.learning_rate == quick.train.base.learning_rate
+    assert config.train.stages == quick.train.stages and config.data.image_size == quick.data.image_size
+    with pytest.raises(ValueError, match="unknown key train.base.epoch;"):
+        (tmp_path / "typo.yaml").write_text("train:\n  base: {epoch: 5}\n")
+        resolve_config(tmp_path / "typo.yaml")
 
 
 def test_the_written_configuration_reads_back_equal(tmp_path):
@@ -75,3 +80,61 @@ def test_workers_auto_means_every_core_and_processes_must_be_auto_or_positive():
         resolve_config("quick", overrides=["train.processes=0"])
     with pytest.raises(ValueError, match="train.processes"):
         resolve_config("quick", overrides=["train.processes=many"])
+
+
+# --------------------------------------------------------------------------- each setting declared once
+
+
+def _leaves(raw: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and not key == "epochs":
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+@pytest.mark.parametrize("name", ["quick", "smoke", "standard", "full"])
+def test_a_preset_holds_only_what_differs_from_the_defaults(name):
+    from hpa_utils.config.resolve import load_preset, preset_path
+    from hpa_utils.config.run_config import RunConfig
+
+    assert len(preset_path(name).read_text().splitlines()) <= 25
+    defaults = RunConfig(preset="defaults").to_dict()
+    for key, value in _leaves(load_preset(name)).items():
+        if key in ("preset", "description"):
+            continue
+        default = defaults
+        for part in key.split("."):
+            default = default[part]
+        assert value != default, f"{name}: {key} repeats its default"
+
+
+@pytest.mark.parametrize("name", ["quick", "smoke", "full"])
+def test_hpa_config_prints_a_preset_that_resolves_to_the_same_run(name, tmp_path):
+    from hpa_utils.config.resolve import resolve_config
+    from hpa_utils.config.show import config_yaml
+
+    config = resolve_config(name, ["train.ema=true", "beyond.techniques=[focal]"])
+    text = config_yaml(config)
+    assert "ema: true" in text and "use_ema" in text  # its value and its declared description
+    printed = tmp_path / f"{name}.yaml"
+    printed.write_text(text)
+    again = resolve_config(printed)
+    assert again.to_dict() == config.to_dict()
+
+
+def test_technique_switches_are_declared_once():
+    import dataclasses
+
+    from hpa_utils.config.run_config import TrainConfig
+    from hpa_utils.config.techniques import SWITCHES, TECHNIQUES, TechniqueSwitches
+    from hpa_utils.training.settings import TrainSettings
+
+    assert issubclass(TrainConfig, TechniqueSwitches) and issubclass(TrainSettings, TechniqueSwitches)
+    for cls in (TrainConfig, TrainSettings):
+        declared = {f.name: f.default for f in dataclasses.fields(cls) if f.name in SWITCHES}
+        assert declared == {f.name: f.default for f in dataclasses.fields(TechniqueSwitches)}
+    for technique in TECHNIQUES.values():
+        assert set(technique.train) <= set(SWITCHES)

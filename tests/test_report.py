@@ -116,13 +116,15 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         {
             "variant": [0, 1, 2],
             "name": ["k3", "k3_light", "k3_heavy"],
-            "kernel_size": [3, 3, 3],
-            "dropout_rates": ["(0.25, 0.25, 0.25)", "(0.1, 0.1, 0.1)", "(0.4, 0.4, 0.4)"],
-            "dense_dropout_rates": ["(0.5, 0.1)", "(0.25, 0.1)", "(0.5, 0.5)"],
-            "description": ["the report's baseline", "less dropout", "more dropout"],
+            "kernel size": [3, 3, 3],
+            "conv dropouts": ["(0.25, 0.25, 0.25)", "(0.1, 0.1, 0.1)", "(0.4, 0.4, 0.4)"],
+            "dense dropouts": ["(0.5, 0.1)", "(0.25, 0.1)", "(0.5, 0.5)"],
+            "min input": [76, 76, 76],
             "params": [597388, 597388, 597388],
+            "trainable params": [595268, 595268, 595268],
+            "description": ["the report's baseline", "less dropout", "more dropout"],
         }
-    ).to_csv(results / "variants.csv", index=False)
+    ).to_csv(results / "variants.csv", index=False)  # the columns of training.models.describe_variants
     rows = []
     for variant, name in enumerate(["k3", "k3_light", "k3_heavy"]):
         for step, stage in enumerate(["base", "A", "B", "C"]):

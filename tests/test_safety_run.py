@@ -215,7 +215,7 @@ def test_item07_the_traceback_is_shown_when_asked_for(tmp_path, monkeypatch):
 
 
 def test_item07_a_preset_with_a_yaml_error_names_the_file_and_line(tmp_path, capsys):
-    text = (PRESETS_DIR / "smoke.yaml").read_text().replace("  n_test: 40", "  n_test: [40")
+    text = "# a preset of my own\ndescription: mine\nsynth:\n  n_train: 160\n  n_test: [40\n  size: 128\n"
     (tmp_path / "broken.yaml").write_text(text)
     line_number = text.splitlines().index("  n_test: [40") + 1
     assert main(["run", "--preset", str(tmp_path / "broken.yaml"), "--output-dir", str(tmp_path / "out")]) == 1
@@ -286,7 +286,7 @@ def test_item08_every_value_is_checked_when_the_run_is_resolved(override, messag
 
 
 def test_item08_a_key_given_twice_in_a_preset_is_refused_with_both_lines(tmp_path):
-    text = (PRESETS_DIR / "smoke.yaml").read_text().replace("  n_test: 40\n", "  n_test: 40\n  n_train: 99\n")
+    text = "# a preset of my own\ndescription: mine\nsynth:\n  n_train: 160\n  n_test: 40\n  n_train: 99\n"
     (tmp_path / "twice.yaml").write_text(text)
     lines = text.splitlines()
     first, second = lines.index("  n_train: 160") + 1, lines.index("  n_train: 99") + 1

@@ -98,6 +98,23 @@ def test_the_plan_counts_work_and_the_estimate_scales_with_it():
     assert len(lines) == 1 and "about" in lines[0] and "2 models" in lines[0] and "v0's first epoch" in lines[0]
 
 
+def test_the_work_plan_lists_the_configured_models_and_reads_the_split(tmp_path):
+    from hpa_utils.config.resolve import resolve_config
+    from hpa_utils.training.plan import model_jobs, work_plan
+
+    config = resolve_config("smoke", output_dir=tmp_path / "run")
+    jobs = model_jobs(config, 100, 30)
+    assert [job.name for job in jobs] == ["v0", "v0-A", "v0-B", "v0-C", "v1", "v1-A", "v1-B", "v1-C"]
+    assert [job.epochs for job in jobs[:4]] == [config.train.base.epochs, *config.train.stages.epochs.values()]
+    plan = work_plan(config, processes=1)  # the data not generated yet: the preset's size, the share
+    assert plan.jobs[0].n_val == round(config.synth.n_train * config.data.val_fraction)
+    split = config.paths.make().split_file(config.seed, config.data.val_fraction)
+    split.write_text("Id,split\n" + "".join(f"i{k},{'val' if k < 37 else 'train'}\n" for k in range(160)))
+    (config.paths.models / "v0.json").write_text("{}")
+    plan = work_plan(config, processes=1)
+    assert plan.jobs[0].name == "v0-A" and plan.jobs[0].n_val == 37  # counted in the saved split
+
+
 def test_worker_processes_follow_cores_and_gpus():
     from hpa_utils.training.executor import plan_processes
 

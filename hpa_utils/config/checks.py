@@ -12,8 +12,9 @@ import math
 import os
 from pathlib import Path
 
-from hpa_utils.config.run_config import TECHNIQUE_NAMES, RunConfig
+from hpa_utils.config.run_config import RunConfig
 from hpa_utils.config.stages import STAGES
+from hpa_utils.config.techniques import TECHNIQUE_NAMES
 from hpa_utils.config.variants import VARIANTS, min_input_size
 
 #: The largest image side accepted, in px (Kaggle's PNGs are 512 px, the HPA's full-size ones 2048-3072 px).

@@ -138,7 +138,9 @@ def apply_override(raw: dict, key: str, value, preset: str) -> None:
     parts = key.split(".")
     target = raw
     for depth, part in enumerate(parts[:-1]):
-        if not isinstance(target.get(part), dict):
+        if target.get(part) is None:  # a section the preset leaves at its defaults
+            target[part] = {}
+        if not isinstance(target[part], dict):
             where = ".".join(parts[: depth + 1])
             raise ValueError(f"preset {preset!r}: unknown key {key!r} ({where} is not a section)")
         target = target[part]
@@ -175,15 +177,24 @@ def derive_config(stored: RunConfig, overrides: list[str] | dict, output_dir: st
     The synthetic dataset's folder and the cache folder are derived again when they were derived (so an
     override of ``synth.n_train`` gets its own dataset); ``output_dir`` None leaves it for the caller.
     """
-    raw = stored.to_dict()
+    raw = unresolved(stored).to_dict()
     raw.pop("synthetic", None)
-    if stored.synthetic:
-        raw["data"]["dir"] = None
-    if raw["data"]["cache_dir"] == str(cache_dir_for(stored.data_dir)):
-        raw["data"]["cache_dir"] = None
     raw["output_dir"] = None if output_dir is None else str(output_dir)
     _apply_overrides(raw, overrides, stored.preset)
     return _resolve(raw, stored.preset)
+
+
+def unresolved(config: RunConfig) -> RunConfig:
+    """``config`` with its derived folders as a preset gives them: null for the synthetic dataset's folder and
+    for a cache folder derived from the data's path (a preset that resolves to ``config`` again)."""
+    data = config.data
+    derived_cache = data.cache_dir == str(cache_dir_for(config.data_dir))
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(
+            data, dir=None if config.synthetic else data.dir, cache_dir=None if derived_cache else data.cache_dir
+        ),
+    )
 
 
 def _apply_overrides(raw: dict, overrides: list[str] | dict | None, name: str) -> None:

@@ -11,26 +11,28 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+# where things are, in a checkout or installed; importable from here as they always were
+from hpa_utils.config.paths import (  # noqa: F401
+    CHECKOUT,
+    DATA_ROOT,
+    FIGURES_DIR,
+    NOTEBOOKS_DIR,
+    PRESETS_DIR,
+    PROJ_ROOT,
+    REPORT_DIR,
+    RUNS_DIR,
+    cache_root,
+)
+from hpa_utils.config.schema import setting
+from hpa_utils.config.techniques import TECHNIQUE_NAMES, TechniqueSwitches
 from hpa_utils.io import write_json_atomic
 
-PROJ_ROOT = Path(__file__).resolve().parents[2]
-PRESETS_DIR = PROJ_ROOT / "presets"
-NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
-FIGURES_DIR = PROJ_ROOT / "figures"
-REPORT_DIR = PROJ_ROOT / "report"
-DATA_ROOT = PROJ_ROOT / "data"
-RUNS_DIR = PROJ_ROOT / "runs"
 DEFAULT_PRESET = "quick"
 CONFIG_FILE = "config.json"
-
-
-def cache_root() -> Path:
-    """Root of the decoded-image caches (``$HPA_CACHE_DIR`` or ``.cache/`` in the project)."""
-    return Path(os.environ.get("HPA_CACHE_DIR", PROJ_ROOT / ".cache"))
 
 
 def cache_dir_for(data_dir: str | Path, root: str | Path | None = None) -> Path:
@@ -89,79 +91,78 @@ class RunPaths:
 
 
 # --------------------------------------------------------------------------- the typed configuration
+# Every key's type, default and one-line meaning are declared here, once: a preset file holds only what
+# differs from these defaults (which are the ``quick`` preset's), and ``hpa config`` prints the whole of it.
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The dataset and how it is read. ``dir``: null for the embedded synthetic dataset."""
+    """The dataset and how it is read."""
 
-    dir: str | None
-    image_size: int
-    val_fraction: float
-    workers: int | Literal["auto"]
-    cache_dir: str | None = None
+    dir: str | None = setting(None, "null: the embedded synthetic dataset (synth below), generated on first use")
+    image_size: int = setting(96, "side in px of the decoded-image cache and the model input")
+    val_fraction: float = setting(0.2, "share of training Ids held out for validation")
+    workers: int | Literal["auto"] = setting(2, "decoding and input-pipeline threads; auto: every core")
+    cache_dir: str | None = setting(None, "null: the decoded-image cache's folder derived from the data's path")
 
 
 @dataclass(frozen=True)
 class SynthConfig:
     """The embedded synthetic dataset (used when ``data.dir`` is null)."""
 
-    n_train: int
-    n_test: int
-    size: int
-    seed: int
+    n_train: int = setting(3000, "training images generated")
+    n_test: int = setting(1000, "test images generated (their labels split into public and private parts)")
+    size: int = setting(256, "side in px of the generated images (Kaggle's: 512)")
+    seed: int = setting(0, "the generator's seed")
 
 
 @dataclass(frozen=True)
 class BaseTrainConfig:
     """Training of the base models from scratch."""
 
-    epochs: int
-    learning_rate: float
-    prior_bias: bool
+    epochs: int = setting(3, "epochs of every base model (report: 40)")
+    learning_rate: float = setting(0.002, "Adam's learning rate")
+    prior_bias: bool = setting(True, "start the output bias at the classes' log-odds")
 
 
 @dataclass(frozen=True)
 class StagesConfig:
     """The fine-tuning stages (A, B, C): epochs of each, and their learning rate."""
 
-    epochs: dict[str, int]
-    learning_rate: float
+    epochs: dict[str, int] = setting({"A": 1, "B": 1, "C": 2}, "epochs of each stage (report: A 10, B 4, C 2)")
+    learning_rate: float = setting(0.0005, "Adam's learning rate in every stage")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Training shared by every model: which base variants, batches, augmentation."""
+class TrainConfig(TechniqueSwitches):
+    """Training shared by every model: which base variants, batches, augmentation, where the jobs run; and
+    the techniques beyond the report (:class:`~hpa_utils.config.techniques.TechniqueSwitches`), which change
+    every model of the run when on."""
 
-    variants: tuple[int, ...]
-    batch_size: int
-    augment: bool
-    processes: int | Literal["auto"]
-    base: BaseTrainConfig
-    stages: StagesConfig
-    executor: Literal["local", "ray"] = "local"  # ray: each model a Ray task (hpa_utils.training.cluster)
-    ray_address: str | None = None  # ray: a cluster's address; null starts a local Ray
-    # Beyond the report (issue 12), every model of the run; off in every shipped preset.
-    loss: Literal["bce", "focal"] = "bce"  # focal: keras.losses.BinaryFocalCrossentropy(focal_gamma)
-    focal_gamma: float = 2.0
-    ema: bool = False  # Adam's use_ema: the models keep the moving average of their weights
-    ema_momentum: float = 0.99
-    oversample: bool = False  # repeat-factor sampling of images with rare classes
-    oversample_threshold: float = 0.1  # classes in fewer than this share of images are repeated
+    variants: tuple[int, ...] = setting((0, 1, 2, 3), "base-model variants (0-7; 0 is the report's baseline)")
+    batch_size: int = setting(16, "images per batch")
+    augment: bool = setting(True, "the report's imgaug augmentation")
+    processes: int | Literal["auto"] = setting(
+        "auto", "training jobs side by side: auto = one per core on a CPU, one in all with a GPU"
+    )
+    base: BaseTrainConfig = setting(BaseTrainConfig(), "the base models")
+    stages: StagesConfig = setting(StagesConfig(), "the fine-tuning stages")
+    executor: Literal["local", "ray"] = setting(
+        "local", "local: here, or side by side in worker processes; ray: as Ray tasks (the cluster extra)"
+    )
+    ray_address: str | None = setting(None, "ray: null starts a local Ray with this machine's cores; or an address")
 
 
 @dataclass(frozen=True)
 class EnsembleConfig:
     """The weighted ensemble: members, weight shift and threshold (``fit``: chosen on validation)."""
 
-    top_k: int
-    shift: float | Literal["fit"]
-    threshold: float | Literal["fit"]
-    tta: Literal["none", "mean", "max"] = "none"  # every model's predictions over the 8 flips/turns
-
-
-#: ``beyond.techniques``: what notebook 05 ablates (hpa_utils.studies.beyond.TECHNIQUES).
-TECHNIQUE_NAMES = ("focal", "ema", "oversample", "tta_mean", "tta_max", "label_ratio")
+    top_k: int = setting(6, "the ensemble takes the k best models on validation (report: 6)")
+    shift: float | Literal["fit"] = setting(
+        "fit", "weight = val F1 - shift; fit: the best shift on validation (report: 0.34)"
+    )
+    threshold: float | Literal["fit"] = setting("fit", "fit: the best global threshold on validation")
+    tta: Literal["none", "mean", "max"] = setting("none", "every model's predictions over the 8 flips and turns")
 
 
 @dataclass(frozen=True)
@@ -169,19 +170,19 @@ class BeyondConfig:
     """Notebook 05: the winners' techniques, each alone and all together, against the report's baseline,
     and the Grad-CAM maps of the run's best model."""
 
-    run: bool = False  # false: notebook 05 is skipped
-    variant: int = 0  # the base variant ablated (0: the report's baseline)
-    techniques: tuple[str, ...] = TECHNIQUE_NAMES
-    gradcam_classes: int = 3  # the best and the worst classes shown
-    gradcam_images: int = 2  # validation images per class shown
+    run: bool = setting(False, "false: notebook 05 is skipped")
+    variant: int = setting(0, "the base variant ablated (0: the report's baseline), trained as in train.base")
+    techniques: tuple[str, ...] = setting(TECHNIQUE_NAMES, "the techniques ablated, each alone and all together")
+    gradcam_classes: int = setting(3, "Grad-CAM: the classes the best model does best and worst on")
+    gradcam_images: int = setting(2, "Grad-CAM: validation images per class")
 
 
 @dataclass(frozen=True)
 class ReportConfig:
     """What the report's figures show."""
 
-    figure_variants: tuple[int, ...]
-    stage_figure_variant: int
+    figure_variants: tuple[int, ...] = setting((0, 1, 2, 3), "Figure 1 shows these base models (those trained)")
+    stage_figure_variant: int = setting(1, "Figures 2-4 show this base model's stages")
 
 
 @dataclass(frozen=True)
@@ -189,16 +190,16 @@ class RunConfig:
     """One run's whole configuration, resolved once (see the module docstring)."""
 
     preset: str
-    seed: int
-    data: DataConfig
-    synth: SynthConfig
-    train: TrainConfig
-    ensemble: EnsembleConfig
-    report: ReportConfig
-    beyond: BeyondConfig = field(default_factory=BeyondConfig)
-    description: str = ""
-    output_dir: str | None = None
-    synthetic: bool = field(default=True, metadata={"derived": True})
+    seed: int = setting(0, "one seed: one split, one set of initial weights, one augmentation")
+    data: DataConfig = setting(DataConfig(), "the dataset")
+    synth: SynthConfig = setting(SynthConfig(), "the embedded synthetic dataset")
+    train: TrainConfig = setting(TrainConfig(), "training")
+    ensemble: EnsembleConfig = setting(EnsembleConfig(), "the ensemble (notebook 04)")
+    report: ReportConfig = setting(ReportConfig(), "the report's figures")
+    beyond: BeyondConfig = setting(BeyondConfig(), "notebook 05: the winners' techniques, and Grad-CAM")
+    description: str = setting("", "one line saying what the preset is for")
+    output_dir: str | None = setting(None, "null: runs/<preset>")
+    synthetic: bool = setting(True, "derived: the data are the embedded synthetic dataset", derived=True)
 
     @property
     def paths(self) -> RunPaths:

@@ -13,6 +13,14 @@ import typing
 from typing import Literal, Union
 
 
+def setting(default, doc: str, **metadata):
+    """A configuration field: its default, one line saying what it does (``hpa config`` prints it as the
+    key's comment) and any other metadata (e.g. ``derived=True``)."""
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=lambda: dict(default), metadata={"doc": doc, **metadata})
+    return dataclasses.field(default=default, metadata={"doc": doc, **metadata})
+
+
 def _type_name(hint) -> str:
     names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", type(None): "null"}
     origin = typing.get_origin(hint)

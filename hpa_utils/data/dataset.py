@@ -1,4 +1,4 @@
-"""The Kaggle HPA layout: read, validate, load one sample, and the decoded-image cache.
+"""The Kaggle HPA layout: read and validate its files, load one sample or several.
 
 Layout (as Kaggle ships it)::
 
@@ -10,7 +10,7 @@ Layout (as Kaggle ships it)::
 
 Every problem with these files raises :class:`~hpa_utils.errors.DataError`,
 whose message names the file and the CSV row. The data directory is only ever
-read; the cache lives elsewhere (see :mod:`hpa_utils.cache`).
+read; the decoded-image cache lives elsewhere (see :mod:`hpa_utils.data.cache`).
 """
 
 from __future__ import annotations

@@ -56,7 +56,6 @@ def _model_facts(models: pd.DataFrame | None) -> dict | None:
         "improved": improved,
         "compared": compared,
         "stages": stages,
-        "base_epochs": to_number(base["epochs"].max()) if "epochs" in df.columns and not base.empty else None,
         "train_seconds": to_number(df["train_seconds"].sum()) if "train_seconds" in df.columns else None,
     }
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
+import warnings
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +30,7 @@ from hpa_utils.reporting.results import (
     load_results,
     to_number,
 )
+from hpa_utils.studies.tables import MISSING, TABLES, Table, format_value
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -78,22 +81,8 @@ def _pretty(column: str) -> str:
     return " ".join("F1" if word.lower() == "f1" else word for word in text.split(" "))
 
 
-def _formatters(df: pd.DataFrame) -> dict:
-    """3 decimals for measurements; integers (counts, params) with thousands separators."""
-    out = {}
-    for column in df.columns:
-        values = df[column].dropna()
-        if not pd.api.types.is_numeric_dtype(df[column]) or pd.api.types.is_bool_dtype(df[column]):
-            continue
-        name = str(column).lower()
-        measured = any(key in name for key in ("f1", "gap", "shift", "threshold", "weight", "loss", "share"))
-        if "second" in name:
-            out[column] = lambda x: "—" if pd.isna(x) else f"{x:,.1f}"
-        elif not measured and len(values) and (values == values.round()).all():
-            out[column] = lambda x: "—" if pd.isna(x) else f"{int(x):,}"
-        else:
-            out[column] = lambda x: "—" if pd.isna(x) else f"{x:.3f}"
-    return out
+class UndeclaredColumnError(ValueError):
+    """A table shown in the report has a column its declaration (:data:`hpa_utils.studies.tables.TABLES`) lacks."""
 
 
 def not_available(what: str) -> Markup:
@@ -103,10 +92,14 @@ def not_available(what: str) -> Markup:
 
 
 class _Builder:
-    """Numbers figures (in :data:`FIGURES` order, so the prose can cite them first) and tables."""
+    """Numbers figures (in :data:`FIGURES` order, so the prose can cite them first) and tables, each table's
+    columns shown as its declaration in :data:`hpa_utils.studies.tables.TABLES` says. ``strict``: a column no
+    declaration names raises :class:`UndeclaredColumnError` (the tests); else it is shown as text, with a
+    warning (a user's report still renders)."""
 
-    def __init__(self, results: dict):
+    def __init__(self, results: dict, strict: bool = False):
         self.results = results
+        self.strict = strict
         known = [stem for stem in FIGURES if stem in results["figures"] and stem not in LATE_FIGURES]
         late = [stem for stem in LATE_FIGURES if stem in results["figures"]]
         self.extra = [stem for stem in results["figures"] if stem not in FIGURES]
@@ -133,27 +126,56 @@ class _Builder:
             "</span> {}</figcaption></figure>"
         ).format(stem, uri, alt, number, escape(caption))
 
-    def table(self, key, caption: str = "", drop=(), columns=None) -> Markup:
+    def table(self, key, caption: str = "", drop=(), columns=None, schema: str | Table | None = None) -> Markup:
+        """Table ``key`` of the results (a key of :data:`TABLE_FILES`), or a DataFrame derived from one with its
+        ``schema`` (the key of its declaration in :data:`~hpa_utils.studies.tables.TABLES`, or a
+        :class:`~hpa_utils.studies.tables.Table`), each column formatted by its declared kind."""
+        declared = self._schema(key, schema)
         df = self.results.get(key) if isinstance(key, str) else key
         if df is None or not isinstance(df, pd.DataFrame):
             return not_available(TABLE_FILES.get(key, str(key)))
         df = df.drop(columns=[c for c in drop if c in df.columns])
         if columns:
             df = df[[c for c in columns if c in df.columns]]
+        kinds = self._kinds(declared, df.columns)
         self.tables += 1
-        text_cols = [i for i, c in enumerate(df.columns, start=1) if not pd.api.types.is_numeric_dtype(df[c])]
+        text_cols = [i for i, kind in enumerate(kinds, start=1) if kind == "text"]
         classes = ["data"] + [f"left-{i}" for i in text_cols if i <= 12]
         body = df.rename(columns=_pretty).to_html(
             index=False,
             border=0,
             classes=classes,
-            na_rep="—",
-            formatters=_formatters(df.rename(columns=_pretty)),
+            na_rep=MISSING,
+            formatters=[partial(format_value, kind) for kind in kinds],
         )
         return Markup(
             '<div class="table"><p class="caption"><span class="label">Table {}.</span> {}</p>'
             '<div class="table-wrap">{}</div></div>'
         ).format(self.tables, escape(caption), Markup(body))
+
+    @staticmethod
+    def _schema(key, schema: str | Table | None) -> Table:
+        if isinstance(schema, Table):
+            return schema
+        name = schema if schema is not None else key
+        if not isinstance(name, str):
+            raise TypeError("table(): a DataFrame needs its schema (schema='<key of hpa_utils.studies.tables.TABLES>')")
+        if name not in TABLES:
+            raise KeyError(f"table(): no table {name!r} is declared in hpa_utils.studies.tables.TABLES")
+        return TABLES[name]
+
+    def _kinds(self, declared: Table, columns) -> list[str]:
+        """The declared kind of each of ``columns``; an undeclared one raises (strict) or is shown as text."""
+        undeclared = declared.undeclared(columns)
+        if undeclared:
+            message = (
+                f"table {declared.file}: column(s) {', '.join(map(repr, undeclared))} not declared; "
+                "declare their kinds in hpa_utils.studies.tables.TABLES"
+            )
+            if self.strict:
+                raise UndeclaredColumnError(message)
+            warnings.warn(f"{message}; shown as text", stacklevel=2)
+        return [declared.kind(column) or "text" for column in columns]
 
 
 def count(number, noun: str) -> str:
@@ -273,9 +295,11 @@ def _context_tables(results: dict, root: Path | None = None) -> dict:
     }
 
 
-def render_html(results: dict) -> str:
-    """The report's HTML text for already loaded ``results``."""
-    builder = _Builder(results)
+def render_html(results: dict, strict: bool = False) -> str:
+    """The report's HTML text for already loaded ``results``. ``strict``: a table column that
+    :data:`hpa_utils.studies.tables.TABLES` does not declare raises :class:`UndeclaredColumnError` (the tests
+    render so); else it is shown as text, with a warning."""
+    builder = _Builder(results, strict=strict)
     root = project_root(Path(results["output_dir"])) if results.get("output_dir") else None
     return (
         _environment(root)

@@ -19,21 +19,25 @@ from hpa_utils.io import to_number  # noqa: F401  (the report's number reader, u
 from hpa_utils.original import CONTEXT_SCORES, ORIGINAL_REPORT  # noqa: F401  (cited by facts and render)
 from hpa_utils.studies.beyond import BeyondSummary
 from hpa_utils.studies.ensemble import EnsembleSummary
+from hpa_utils.studies.tables import TABLES
 
+#: The result tables the report reads, by key of :data:`hpa_utils.studies.tables.TABLES` (where each table's
+#: file and columns are declared).
+REPORT_TABLES = (
+    "class_counts",
+    "model_table",
+    "variants",
+    "models",
+    "shift_sweep",
+    "ensemble_comparison",
+    "thresholds",
+    "leaderboard",
+    "ensemble_members",
+    "beyond_ablation",
+    "beyond_pointing",
+)
 #: Result tables, by key: path relative to the run's output directory.
-TABLE_FILES = {
-    "class_counts": "results/class_counts.csv",
-    "model_table": "results/model_table.csv",
-    "variants": "results/variants.csv",
-    "models": "results/models.csv",
-    "shift_sweep": "results/shift_sweep.csv",
-    "ensemble_comparison": "results/ensemble_comparison.csv",
-    "thresholds": "results/thresholds.csv",
-    "leaderboard": "results/leaderboard.csv",
-    "ensemble_members": "results/ensemble_members.csv",
-    "beyond_ablation": "results/beyond_ablation.csv",
-    "beyond_pointing": "results/beyond_pointing.csv",
-}
+TABLE_FILES = {key: f"results/{TABLES[key].file}" for key in REPORT_TABLES}
 JSON_FILES = {
     "run": "results/run.json",
     "model_totals": "results/model_table.json",

@@ -125,6 +125,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from hpa_utils.config.resolve import resolve_config
+    from hpa_utils.config.show import config_yaml
+
+    config = resolve_config(args.preset, args.param, data_dir=args.data_dir, output_dir=args.output_dir)
+    print(config_yaml(config), end="")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     try:
         if args.preset is None and args.output_dir is None:  # the shipped report, from the committed tables
@@ -227,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run every notebook, even if up to date")
     p.add_argument("--no-report", action="store_true", help="skip rendering the report")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("config", help="print a preset in full: every key, its value and what it does (YAML)")
+    p.add_argument("--preset", default="quick", help="presets/NAME.yaml or a path (default: quick)")
+    p.add_argument("--data-dir", type=Path, default=None, help="Kaggle-layout data (default: synthetic)")
+    p.add_argument("--output-dir", type=Path, default=None, help="run folder (default: runs/PRESET)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("report", help="render a report (HTML; --pdf through Chromium): the shipped one, or a run's")
     p.add_argument(

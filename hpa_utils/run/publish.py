@@ -7,6 +7,8 @@ block between :data:`README_START` and :data:`README_END` from the same tables. 
 preset) re-renders the shipped report from the committed files, without training.
 
 Every file is written atomically; files of an earlier publication that the new run lacks are removed.
+Both write into a checkout of the project: an installed package (no checkout, :mod:`hpa_utils.config.paths`)
+refuses with one line.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpa_utils.config.run_config import FIGURES_DIR, PROJ_ROOT, REPORT_DIR
+from hpa_utils.config.run_config import CHECKOUT, FIGURES_DIR, PROJ_ROOT, REPORT_DIR
 from hpa_utils.io import write_text_atomic
 from hpa_utils.reporting.render import render_report
 from hpa_utils.reporting.results import load_results
@@ -29,6 +31,19 @@ SHIPPED_REPORT = REPORT_DIR / "report.html"
 README = PROJ_ROOT / "README.md"
 README_START = "<!-- shipped-run:start (written by `hpa publish` from report/run/results; do not edit) -->"
 README_END = "<!-- shipped-run:end -->"
+
+
+def require_checkout(what: str) -> None:
+    """Raise FileNotFoundError (one line, which ``hpa`` prints) when the package is installed, not a checkout.
+
+    Raises:
+        FileNotFoundError: no checkout of the project around the package.
+    """
+    if CHECKOUT is None:
+        raise FileNotFoundError(
+            f"{what}: that needs a checkout of the project (git clone it, then pip install -e . there), and this"
+            " hpa is an installed package"
+        )
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -57,7 +72,12 @@ def _mirror(files: list[Path], source_root: Path, target_root: Path, pattern: st
 def publish(
     run_dir: str | os.PathLike, shipped: Path = SHIPPED_RUN, figures: Path = FIGURES_DIR, readme: Path = README
 ) -> Path:
-    """Ship the run in ``run_dir`` (see the module docstring); returns the rendered report's path."""
+    """Ship the run in ``run_dir`` (see the module docstring); returns the rendered report's path.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a finished run, or there is no checkout to publish into.
+    """
+    require_checkout("publishing writes the project's report/, figures/ and README.md")
     run_dir = Path(run_dir).resolve()
     results = run_dir / "results"
     if not (run_dir / "config.json").is_file() or not (results / "ensemble.json").is_file():
@@ -73,6 +93,7 @@ def publish(
 
 def render_shipped() -> Path:
     """Re-render ``report/report.html`` from the committed tables and figures (no training)."""
+    require_checkout("the shipped report is the project's report/report.html (a run's: --preset or --output-dir)")
     if not (SHIPPED_RUN / "results").is_dir():
         raise FileNotFoundError(f"{SHIPPED_RUN}: no shipped run; run `hpa run --preset standard` then `hpa publish`")
     return render_report(SHIPPED_RUN, SHIPPED_REPORT, figures_dir=FIGURES_DIR)

@@ -31,14 +31,15 @@ import psutil
 
 from hpa_utils.config import runtime
 from hpa_utils.config.checks import check_against_dataset
+from hpa_utils.config.paths import user_cache_dir
 from hpa_utils.config.resolve import resolve_config
 from hpa_utils.config.run_config import NOTEBOOKS_DIR, RunConfig
+from hpa_utils.config.techniques import SWITCHES
 from hpa_utils.errors import DataError
 from hpa_utils.io import write_json_atomic
 from hpa_utils.reporting.render import render_report
 from hpa_utils.run.fingerprint import notebook_fingerprint
 from hpa_utils.run.session import ensure_dataset
-from hpa_utils.studies.training import TECHNIQUE_KEYS
 from hpa_utils.training.device import cpu_warning, detect_device
 from hpa_utils.training.executor import plan_processes
 
@@ -57,7 +58,7 @@ class Notebook:
 
 
 _DATA = ("preset", "seed", "data", "synth")
-_TECHNIQUES = tuple(f"train.{key}" for key in TECHNIQUE_KEYS)
+_TECHNIQUES = tuple(f"train.{key}" for key in SWITCHES)
 #: The notebooks in run order. ``uses``: dotted configuration keys; changing one re-runs the notebook
 #: and, through ``upstream``, every notebook after it.
 NOTEBOOKS: tuple[Notebook, ...] = (
@@ -104,8 +105,11 @@ def kernel_name() -> str:
 
 def private_kernels_root() -> Path:
     """Where ``hpa run`` keeps its kernelspec: inside this environment but outside every folder Jupyter
-    lists, so JupyterLab's launcher shows only the ``python3`` kernel a student knows."""
-    return Path(sys.prefix) / "share" / "hpa-utils" / "jupyter"
+    lists, so JupyterLab's launcher shows only the ``python3`` kernel a student knows. An environment that is
+    not writable (``pip install --user`` on the system's Python) keeps it in the user's cache instead."""
+    root = Path(sys.prefix) / "share" / "hpa-utils" / "jupyter"
+    existing = next(folder for folder in [root, *root.parents] if folder.exists())
+    return root if os.access(existing, os.W_OK) else user_cache_dir() / "jupyter"
 
 
 def install_kernel(name: str | None = None, display_name: str = KERNEL_DISPLAY_NAME) -> str:

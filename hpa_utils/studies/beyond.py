@@ -1,6 +1,6 @@
-"""Notebook 05: beyond the original report. The competition winners' techniques, each alone and all
-together, measured against the report's baseline on the same split and seed; and where the run's best
-model looks (Grad-CAM), scored against where the synthetic generator drew each pattern.
+"""Notebook 05: beyond the original report. The competition winners' techniques
+(:data:`~hpa_utils.config.techniques.TECHNIQUES`), each alone and all together, measured against the
+report's baseline on the same split and seed.
 
 The ablation (:func:`run_ablation`):
 
@@ -16,11 +16,8 @@ The ablation (:func:`run_ablation`):
   over images, and the verdict is read from the interval on the held-out test images (validation when
   there are no test labels).
 
-Grad-CAM (:func:`run_gradcam`): the run's best model on validation; its per-class validation F1 picks the
-classes it does best and worst on; maps of validation images carrying those classes are drawn over the
-green channel. On synthetic data every map of every labelled validation image is scored by how much of
-its mass falls where the generator drew the class's pattern (against the share of the image the pattern
-covers, the mass a map spread evenly would put there) and whether its peak is on the pattern.
+Grad-CAM and its pointing game are :mod:`hpa_utils.studies.gradcam`; :func:`save_summary` writes what the
+report states about both.
 
 Files: ``beyond/models``, ``beyond/predictions``; ``results/beyond_ablation.csv``,
 ``results/beyond_pointing.csv``, ``results/beyond.json``.
@@ -30,16 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from hpa_utils.config.run_config import RunConfig
-from hpa_utils.data.labels import NUM_CLASSES, class_name
+from hpa_utils.config.techniques import SWITCHES_OFF, TECHNIQUES, Technique
 from hpa_utils.evaluation import submission
 from hpa_utils.evaluation.bootstrap import paired_f1_difference
-from hpa_utils.evaluation.metrics import binarize, f1_per_class, macro_f1
+from hpa_utils.evaluation.metrics import binarize, macro_f1
 from hpa_utils.evaluation.thresholds import best_global_threshold, label_ratio_thresholds
 from hpa_utils.io import save_table, write_json_atomic
 from hpa_utils.studies.training import _train, base_settings, training_data
@@ -47,57 +45,12 @@ from hpa_utils.training.executor import Job, plan_processes
 from hpa_utils.training.plan import PlannedJob, WorkPlan
 from hpa_utils.training.tta import combine
 
+if TYPE_CHECKING:  # the type only
+    from hpa_utils.studies.gradcam import GradCam
+
 BASELINE, ALL = "baseline", "all"
 #: Interval verdicts.
 HELPS, HURTS, UNCLEAR = "helps", "hurts", "no clear difference"
-#: The share of a pattern's peak above which a pixel counts as on the pattern (pointing game).
-PATTERN_LEVEL = 0.2
-
-
-@dataclass(frozen=True)
-class Technique:
-    """One technique of notebook 05.
-
-    Attributes:
-        key: its name in ``beyond.techniques``.
-        label: how tables and the report name it.
-        train: the :class:`~hpa_utils.training.settings.TrainSettings` switches it turns on (training techniques).
-        tta: test-time augmentation it predicts with ("none", "mean", "max").
-        label_ratio: thresholds by label ratio instead of the best global threshold on validation.
-        source: who in the competition used it.
-    """
-
-    key: str
-    label: str
-    train: dict = field(default_factory=dict)
-    tta: str = "none"
-    label_ratio: bool = False
-    source: str = ""
-
-
-TECHNIQUES: dict[str, Technique] = {
-    t.key: t
-    for t in (
-        Technique("focal", "focal loss", {"loss": "focal"}, source="3rd place (gamma 2); 1st place with Lovász loss"),
-        Technique(
-            "ema",
-            "weight averaging (EMA)",
-            {"ema": True},
-            source="3rd place averaged its last checkpoints' weights (SWA); here Keras' moving average",
-        ),
-        Technique("oversample", "rare classes oversampled", {"oversample": True}, source="several top-10 teams"),
-        Technique("tta_mean", "8x TTA (mean)", tta="mean", source="3rd place: mean over 8 flips and turns"),
-        Technique("tta_max", "8x TTA (max)", tta="max", source="1st place: max over its test-time views"),
-        Technique(
-            "label_ratio",
-            "thresholds by label ratio",
-            label_ratio=True,
-            source="1st and 3rd place: each class predicted at its training rate",
-        ),
-    )
-}
-
-
 def combined(keys) -> Technique:
     """Every technique of ``keys`` at once (TTA: the mean if chosen, else the max)."""
     chosen = [TECHNIQUES[k] for k in keys]
@@ -164,8 +117,7 @@ class Ablation:
 
 def _settings_for(config: RunConfig, technique: Technique):
     """The baseline's TrainSettings (every technique off) with ``technique``'s switches on."""
-    off = {"loss": "bce", "ema": False, "oversample": False}
-    return dataclasses.replace(base_settings(config), **{**off, **technique.train})
+    return dataclasses.replace(base_settings(config), **{**SWITCHES_OFF, **technique.train})
 
 
 def images_per_epoch(data, settings) -> int:
@@ -350,176 +302,6 @@ def _sentence(row: Technique, interval, split: str, n: int) -> str:
         f"{row.label[0].upper()}{row.label[1:]} {what}: macro F1 {interval.estimate:+.3f} against the baseline "
         f"(95% interval {interval.low:+.3f} to {interval.high:+.3f}, {n} {where})"
         + ("." if verdict(interval) != UNCLEAR else "; the interval includes 0, so this run cannot tell.")
-    )
-
-
-# --------------------------------------------------------------------------- Grad-CAM
-
-
-@dataclass
-class GradCam:
-    """Grad-CAM of the run's best model.
-
-    Attributes:
-        model: the model's name; ``val_f1`` its validation macro F1 (threshold 0.5).
-        per_class: per class: validation F1 of the model, validation images, and (synthetic data) the
-            pointing game: mean map mass on the pattern, the pattern's mean share of the image (chance),
-            the share of maps whose peak is on the pattern (``results/beyond_pointing.csv``).
-        best, worst: the classes shown (best and worst validation F1 among classes with validation images).
-        panels: the images shown: class, kind ("best"/"worst"), Id, the four channels (H, W, 4) uint8, the
-            map (H, W), the pattern mask or None, the model's probability for the class.
-        layer: what the maps weight (:data:`~hpa_utils.training.gradcam.MAPS_DESCRIPTION`).
-        pointing: overall pointing-game figures, or None without ground truth.
-    """
-
-    model: str
-    val_f1: float
-    per_class: pd.DataFrame
-    best: list[int]
-    worst: list[int]
-    panels: list[dict]
-    layer: str
-    pointing: dict | None = None
-
-
-def pattern_mask(pattern: np.ndarray, size: int, level: float = PATTERN_LEVEL) -> np.ndarray:
-    """Where a pattern (peak 1, at the generator's size) is drawn, at the model's input size: the pixels
-    whose area-averaged intensity reaches ``level`` of the resized pattern's peak."""
-    # deferred: OpenCV
-    import cv2
-
-    resized = cv2.resize(np.asarray(pattern, dtype=np.float32), (size, size), interpolation=cv2.INTER_AREA)
-    peak = float(resized.max())
-    return resized >= level * peak if peak > 0 else np.zeros((size, size), bool)
-
-
-def pointing_scores(cam: np.ndarray, mask: np.ndarray) -> tuple[float, float, bool]:
-    """(share of the map's mass on the mask, the mask's share of the image, whether the map's peak is on it).
-
-    A map spread evenly puts the mask's share of the image on it; a map with no mass scores 0.
-    """
-    cam = np.maximum(np.asarray(cam, dtype=np.float64), 0)
-    mask = np.asarray(mask, dtype=bool)
-    total = cam.sum()
-    mass = float((cam * mask).sum() / total) if total > 0 else 0.0
-    hit = bool(mask.flat[int(np.argmax(cam))]) if total > 0 else False
-    return mass, float(mask.mean()), hit
-
-
-def run_gradcam(config: RunConfig, log: Callable[[str], None] = print, batch_size: int = 32) -> GradCam:
-    """Grad-CAM of the run's best model on validation images (see the module docstring)."""
-    # deferred: Keras, OpenCV
-    from hpa_utils.backend import keras
-    from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.data.synth.writer import pattern_maps
-    from hpa_utils.training.gradcam import MAPS_DESCRIPTION, grad_cam
-    from hpa_utils.training.predictions import predict_models
-    from hpa_utils.training.registry import models_table
-
-    paths = config.paths
-    data = training_data(config)
-    source = open_dataset(config.data_dir)
-    table = models_table(paths.models)
-    table = table[table["variant"].isin(config.train.variants)]
-    best_row = table.loc[table["val_macro_f1"].idxmax()]
-    name = str(best_row["model"])
-    probs = predict_models(
-        {name: best_row["path"]}, {"val": (data.images, data.val_indices)}, paths.predictions, log=log
-    )
-    p_val = probs["val"][name]
-    y_val = data.y[data.val_indices].astype(bool)
-    per_class_f1 = f1_per_class(y_val, binarize(p_val, 0.5))
-    counts = y_val.sum(axis=0)
-    present = np.flatnonzero(counts > 0)
-    order = present[np.argsort(-per_class_f1[present], kind="stable")]
-    k = min(config.beyond.gradcam_classes, len(order) // 2 or 1)
-    best, worst = [int(c) for c in order[:k]], [int(c) for c in order[::-1][:k] if c not in order[:k]]
-
-    model = keras.saving.load_model(best_row["path"], compile=False)
-    val_ids = [source.train_ids[i] for i in data.val_indices]
-    synthetic = (config.data_dir / "synth.json").is_file()
-    # every (validation image, label) pair: one map each, scored on synthetic data
-    pairs = [(row, c) for row in range(len(val_ids)) for c in np.flatnonzero(y_val[row])]
-    shown_rows = {
-        (kind, c): [int(r) for r in np.flatnonzero(y_val[:, c])[np.argsort(-p_val[y_val[:, c], c], kind="stable")]][
-            : config.beyond.gradcam_images
-        ]
-        for kind, classes in (("best", best), ("worst", worst))
-        for c in classes
-    }
-    wanted = {(r, c) for (_, c), rs in shown_rows.items() for r in rs}
-    score_pairs = pairs if synthetic else sorted(wanted)
-    cams: dict[tuple[int, int], np.ndarray] = {}
-    records = []
-    for start in range(0, len(score_pairs), batch_size):
-        chunk = score_pairs[start : start + batch_size]
-        images = np.asarray(data.images[[data.val_indices[r] for r, _ in chunk]], dtype=np.float32) / 255.0
-        maps = grad_cam(model, images, [c for _, c in chunk])
-        patterns = pattern_maps(config.data_dir, "train", sorted({val_ids[r] for r, _ in chunk})) if synthetic else {}
-        for (r, c), cam in zip(chunk, maps):
-            if (r, c) in wanted:
-                cams[(r, c)] = cam
-            if synthetic:
-                mask = pattern_mask(patterns[val_ids[r]][int(c)], data.image_size)
-                mass, chance, hit = pointing_scores(cam, mask)
-                records.append({"class": int(c), "mass": mass, "chance": chance, "hit": hit})
-    log(f"Grad-CAM: {len(score_pairs)} maps of {name}")
-
-    per_class = pd.DataFrame(
-        {
-            "class": np.arange(NUM_CLASSES),
-            "name": [class_name(c) for c in range(NUM_CLASSES)],
-            "val_images": counts,
-            "val_f1": per_class_f1,
-        }
-    )
-    pointing = None
-    if records:
-        scores = pd.DataFrame(records)
-        grouped = scores.groupby("class").agg(
-            maps=("mass", "size"),
-            mass_on_pattern=("mass", "mean"),
-            pattern_share=("chance", "mean"),
-            peak_on_pattern=("hit", "mean"),
-        )
-        per_class = per_class.join(grouped, on="class")
-        per_class["lift"] = per_class["mass_on_pattern"] / per_class["pattern_share"]
-        pointing = {
-            "maps": int(len(scores)),
-            "mass_on_pattern": float(scores["mass"].mean()),
-            "pattern_share": float(scores["chance"].mean()),
-            "peak_on_pattern": float(scores["hit"].mean()),
-            "level": PATTERN_LEVEL,
-        }
-    save_table(per_class, paths.results / "beyond_pointing.csv")
-    panels = []
-    for (kind, c), rows_ in shown_rows.items():
-        for r in rows_:
-            mask = None
-            if synthetic:
-                mask = pattern_mask(
-                    pattern_maps(config.data_dir, "train", [val_ids[r]])[val_ids[r]][c], data.image_size
-                )
-            panels.append(
-                {
-                    "class": c,
-                    "kind": kind,
-                    "id": val_ids[r],
-                    "image": np.asarray(data.images[data.val_indices[r]]),
-                    "cam": cams[(r, c)],
-                    "mask": mask,
-                    "probability": float(p_val[r, c]),
-                }
-            )
-    return GradCam(
-        model=name,
-        val_f1=macro_f1(y_val, binarize(p_val, 0.5)),
-        per_class=per_class,
-        best=best,
-        worst=worst,
-        panels=panels,
-        layer=MAPS_DESCRIPTION,
-        pointing=pointing,
     )
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from hpa_utils.config.run_config import RunConfig
 from hpa_utils.config.stages import STAGE_ORDER, STAGES
+from hpa_utils.config.techniques import SWITCHES
 from hpa_utils.io import save_table, write_json_atomic
 from hpa_utils.training.cluster import ray_session, run_jobs_on_ray
 from hpa_utils.training.device import detect_device
@@ -29,14 +30,10 @@ if TYPE_CHECKING:  # the type only: the batches import Keras
 REPORT_INPUT_SHAPE = (256, 256, 4)
 
 
-#: The ``train`` keys of the techniques beyond the report, as :class:`~hpa_utils.training.settings.TrainSettings`
-#: names them.
-TECHNIQUE_KEYS = ("loss", "focal_gamma", "ema", "ema_momentum", "oversample", "oversample_threshold")
-
-
 def technique_settings(config: RunConfig) -> dict:
-    """The run's ``train`` techniques (loss, weight averaging, oversampling) as TrainSettings keyword arguments."""
-    return {key: getattr(config.train, key) for key in TECHNIQUE_KEYS}
+    """The run's ``train`` technique switches (loss, weight averaging, oversampling) as TrainSettings keyword
+    arguments (both inherit :class:`~hpa_utils.config.techniques.TechniqueSwitches`)."""
+    return {key: getattr(config.train, key) for key in SWITCHES}
 
 
 def base_settings(config: RunConfig) -> TrainSettings:

@@ -28,9 +28,8 @@ import numpy as np
 
 from hpa_utils.config import runtime
 from hpa_utils.config.resolve import resolve_config
-from hpa_utils.config.stages import STAGES
 from hpa_utils.training.device import detect_device
-from hpa_utils.training.plan import PlannedJob, WorkPlan, format_duration
+from hpa_utils.training.plan import WorkPlan, format_duration, model_jobs
 from hpa_utils.training.settings import TrainSettings
 
 #: Kaggle's HPA 2018 training and test Ids (the full preset's real-data size).
@@ -84,12 +83,7 @@ def main(argv=None) -> dict:
     full = resolve_config("full")
     n_val = round(KAGGLE_TRAIN * full.data.val_fraction)
     n_train = KAGGLE_TRAIN - n_val
-    jobs = [PlannedJob(f"v{v}", full.train.base.epochs, n_train, n_val) for v in full.train.variants]
-    jobs += [
-        PlannedJob(f"v{v}-{s.name}", full.train.stages.epochs[s.name], n_train, n_val, s.part)
-        for v in full.train.variants
-        for s in STAGES
-    ]
+    jobs = model_jobs(full, n_train, n_val)
     models = len(jobs)
     plan = WorkPlan(jobs, predict_images=models * (n_val + KAGGLE_TEST), processes=max(1, len(device.gpus)))
     projected = plan.seconds(1 / train_rate)

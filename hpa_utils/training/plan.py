@@ -10,6 +10,7 @@ processes. It is an estimate ("about"): later epochs skip the first one's start-
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,13 +120,36 @@ def _models(count: int) -> str:
     return f"{count} model" if count == 1 else f"{count} models"
 
 
+def model_jobs(config: RunConfig, n_train: int, n_val: int) -> list[PlannedJob]:
+    """Every model the configuration trains, in training order: each base variant of ``train.variants`` for
+    ``train.base.epochs``, then its stages for ``train.stages.epochs``."""
+    # deferred: Keras (the registry)
+    from hpa_utils.training.registry import stage_name
+
+    jobs = []
+    for variant in config.train.variants:
+        kinds = [(STAGE_ORDER[0], "all", config.train.base.epochs)]
+        kinds += [(stage.name, stage.part, config.train.stages.epochs[stage.name]) for stage in STAGES]
+        jobs += [PlannedJob(stage_name(variant, kind), epochs, n_train, n_val, part) for kind, part, epochs in kinds]
+    return jobs
+
+
+def _validation_size(config: RunConfig, n_all: int) -> int:
+    """Validation images: counted in the run's saved split, or the share ``data.val_fraction`` before it exists."""
+    split = config.paths.split_file(config.seed, config.data.val_fraction)
+    try:
+        with split.open(newline="") as handle:
+            return sum(row.get("split") == "val" for row in csv.DictReader(handle))
+    except (OSError, csv.Error):
+        return int(round(n_all * config.data.val_fraction))
+
+
 def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) -> WorkPlan:
     """The training and prediction the run has left: its models without a finished summary, and every
     model's validation and test predictions not stored yet (notebook 04). ``processes``: jobs at once
     (default: as ``train.processes`` plans them on this machine)."""
-    # deferred: OpenCV (the dataset's reader) and Keras (the registry)
+    # deferred: OpenCV (the dataset's reader)
     from hpa_utils.data.dataset import open_dataset
-    from hpa_utils.training.registry import stage_name
 
     paths = config.paths
     if config.synthetic and not config.data_dir.is_dir():  # not generated yet: the preset says its size
@@ -133,17 +157,10 @@ def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) ->
     else:
         dataset = open_dataset(config.data_dir)
         n_all, n_test = len(dataset.train_ids), len(dataset.test_ids)
-    n_val = int(round(n_all * config.data.val_fraction))
-    n_train = n_all - n_val
-    jobs, models = [], []
-    for variant in config.train.variants:
-        kinds = [(STAGE_ORDER[0], "all", config.train.base.epochs)]
-        kinds += [(stage.name, stage.part, config.train.stages.epochs[stage.name]) for stage in STAGES]
-        for kind, part, epochs in kinds:
-            name = stage_name(variant, kind)
-            models.append(name)
-            if not (paths.models / f"{name}.json").is_file():
-                jobs.append(PlannedJob(name, epochs, n_train, n_val, part))
+    n_val = _validation_size(config, n_all)
+    jobs = model_jobs(config, n_all - n_val, n_val)
+    models = [job.name for job in jobs]
+    jobs = [job for job in jobs if not (paths.models / f"{job.name}.json").is_file()]
     stored = {p.stem for p in paths.predictions.glob("*.npy")} if paths.predictions.is_dir() else set()
     to_train = {job.name for job in jobs}  # training stores these models' validation predictions itself
     tta = "" if config.ensemble.tta == "none" else f"_tta-{config.ensemble.tta}"  # 8 views each

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from hpa_utils.config.techniques import SWITCHES_OFF, TechniqueSwitches
+
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """Hyper-parameters of one training job (everything that changes its result)."""
+class TrainSettings(TechniqueSwitches):
+    """Hyper-parameters of one training job (everything that changes its result). The switches of the
+    techniques beyond the report (``loss``, ``ema``, ``oversample`` and their parameters, keyword-only) are
+    :class:`~hpa_utils.config.techniques.TechniqueSwitches`', declared there once."""
 
     epochs: int
     batch_size: int = 32
@@ -17,18 +21,12 @@ class TrainSettings:
     prior_bias: bool = True
     seed: int = 0
     part: str = "all"
-    # The techniques beyond the report (issue 12), off by default. Recorded in a model's summary only
-    # when on (:meth:`record`), so a model trained before they existed is still recognised as finished.
-    loss: str = "bce"  # bce | focal (training.losses)
-    focal_gamma: float = 2.0
-    ema: bool = False  # train with the optimizer's moving average of the weights (use_ema), keep the average
-    ema_momentum: float = 0.99
-    oversample: bool = False  # repeat-factor sampling of images with rare classes (training.batches)
-    oversample_threshold: float = 0.1
 
     def record(self) -> dict:
         """The settings as a model's summary records them: the techniques' keys only where they are on."""
-        record = asdict(self)
+        values = asdict(self)
+        record = {key: values[key] for key in values if key not in SWITCHES_OFF}  # its own keys first
+        record.update({key: values[key] for key in SWITCHES_OFF})
         if self.loss == "bce":
             record.pop("focal_gamma")
         if not self.ema:
@@ -36,6 +34,6 @@ class TrainSettings:
         if not self.oversample:
             record.pop("oversample_threshold")
         for key in ("loss", "ema", "oversample"):
-            if record[key] == TrainSettings.__dataclass_fields__[key].default:
+            if record[key] == SWITCHES_OFF[key]:
                 record.pop(key)
         return record

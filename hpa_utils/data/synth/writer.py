@@ -154,7 +154,8 @@ def _read_manifest(folder: Path) -> dict | None:
 
 def _made_by_generator(folder: Path) -> bool:
     """True when ``folder`` is a directory holding the generator's own manifest: the only kind ``overwrite``
-    may replace."""
+    may replace. The manifest's ``generator`` is a fixed name, ``"hpa_utils.synth"``, not the module's path
+    (now :mod:`hpa_utils.data.synth`): kept so that datasets written before the move are still recognised."""
     manifest = _read_manifest(folder) if folder.is_dir() else None
     return manifest is not None and manifest.get("generator") == "hpa_utils.synth"
 
