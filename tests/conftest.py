@@ -118,6 +118,7 @@ SLOW_MODULES = {
     "test_safety_models",
     "test_lab_browser",
     "test_scale",
+    "test_determinism",
     "test_install",
 }
 #: A test that asks for one of these fixtures waits for a whole smoke run (or its data), wherever it is.

@@ -112,11 +112,12 @@ def test_a_finding_the_run_cannot_test_says_why():
     y, probs = _models(rng)
     f1 = pd.Series({m: 0.2 for m in probs})
     sweep = pd.DataFrame({"shift": [0.34, 0.36], "n_models": [0, 0], "threshold": [np.nan, np.nan]})
+    replicate = findings.Replicate(0, {}, 0.5, {}, dict(f1), f1, sweep, ({}, 0.5))
     result = findings.shift_moves_public(
-        {"val": probs, "public": probs}, {"val": y, "public": y}, f1, sweep, (0.34, 0.36), 0.02
+        {"val": probs, "public": probs}, {"val": y, "public": y}, [replicate], (0.34, 0.36), 0.02
     )
     assert result.verdict == findings.NOT_TESTABLE and "0.36" in result.why
-    no_labels = findings.equal_weights_public_private({"val": probs}, {"val": y}, ({}, 0.5), ({}, 0.5), 4)
+    no_labels = findings.equal_weights_public_private({"val": probs}, {"val": y}, [replicate])
     assert no_labels.verdict == findings.NOT_TESTABLE
 
 
@@ -136,3 +137,41 @@ def test_the_per_image_loss_averages_to_keras_binary_cross_entropy():
     p = rng.random((50, NUM_CLASSES)).astype("float32")
     keras_loss = float(keras.losses.BinaryCrossentropy()(y, p))
     assert per_image_log_loss(y, p).mean() == pytest.approx(keras_loss, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- over training seeds
+
+
+def test_one_seed_gives_the_interval_over_images_and_several_the_two_level_one():
+    from hpa_utils.evaluation.bootstrap import paired_mean_difference
+
+    rng = np.random.default_rng(6)
+    y, probs = _models(rng)
+    a, b = [binarize(probs["m0"], 0.5)] * 2, [binarize(probs["m3"], 0.5)] * 2
+    assert paired_f1_difference(y, a, b, groups=[7, 7]) == paired_f1_difference(y, a, b)
+    # a seed that helps by 0.1 on every image and one that changes nothing: over images alone the mean, 0.05,
+    # has no spread; over seeds the interval spans both seeds' values
+    helps, same = np.full(200, 0.1), np.zeros(200)
+    images_only = paired_mean_difference([helps, same], [same, same])
+    assert images_only.low == pytest.approx(0.05) and images_only.high == pytest.approx(0.05)
+    seeds = paired_mean_difference([helps, same], [same, same], groups=[0, 1])
+    assert seeds.n_seeds == 2 and seeds.estimate == pytest.approx(0.05)
+    assert seeds.low == pytest.approx(0.0) and seeds.high == pytest.approx(0.1)
+    spread = mean_interval(np.array([0.01, 0.02, 0.5, 0.52]), groups=[0, 0, 1, 1])
+    assert spread.n_seeds == 2 and spread.low < 0.05 and spread.high > 0.45
+
+
+def test_a_finding_over_seeds_pairs_each_seeds_models_and_says_how_many_seeds():
+    rng = np.random.default_rng(8)
+    y, _ = _labelled(rng, 400, 0.1)
+    rows = []
+    for seed in (0, 1, 2):
+        for v in (0, 1):
+            rows.append({"model": f"v{v}-s{seed}", "variant": v, "stage": "base", "seed": seed})
+            rows += [{"model": f"v{v}-{s}-s{seed}", "variant": v, "stage": s, "seed": seed} for s in "ABC"]
+    table = pd.DataFrame(rows)
+    probs = {m: _labelled(rng, 400, 0.12 if "-C" in m else 0.4, y.copy())[1] for m in table["model"]}
+    result = findings.fine_tuning_raises(table, probs, y)
+    assert result.verdict == findings.REPRODUCED
+    assert result.interval_over.startswith("3 training seeds, then validation images")
+    assert result.numbers["pairs"] == 6

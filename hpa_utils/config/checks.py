@@ -73,6 +73,7 @@ def check_values(config: RunConfig) -> None:
         "train.base.epochs": (config.train.base.epochs, 1, MAX_EPOCHS),
         **{f"train.stages.epochs.{n}": (e, 1, MAX_EPOCHS) for n, e in config.train.stages.epochs.items()},
         "train.batch_size": (config.train.batch_size, 1, 65536),
+        "train.seeds": (config.train.seeds, 1, 100),
         "ensemble.top_k": (config.ensemble.top_k, 1, 10_000),
         "synth.n_train": (config.synth.n_train, 1, 10_000_000),
         "synth.n_test": (config.synth.n_test, 0, 10_000_000),
@@ -96,6 +97,7 @@ def check_values(config: RunConfig) -> None:
         _in_range(config, "ensemble.threshold", config.ensemble.threshold, 0, 1, low_open=True, high_open=True)
     if config.ensemble.shift != "fit":
         _in_range(config, "ensemble.shift", config.ensemble.shift, 0, 1, high_open=True)
+    _in_range(config, "synth.test_prior_shift", config.synth.test_prior_shift, 0, 1)
     _in_range(config, "train.oversample_threshold", config.train.oversample_threshold, 0, 1, low_open=True)
     _in_range(config, "train.ema_momentum", config.train.ema_momentum, 0, 1, low_open=True, high_open=True)
     _in_range(config, "train.focal_gamma", config.train.focal_gamma, 0, 10)

@@ -29,8 +29,8 @@ What ``hpa`` writes goes where a user expects of an installed command-line tool:
 from __future__ import annotations
 
 import os
-import sys
 import sysconfig
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -50,34 +50,25 @@ def _is_share(folder: Path) -> bool:
     return (folder / "presets").is_dir() and (folder / "notebooks").is_dir()
 
 
-def _share_candidates() -> list[Path]:
-    """Where an install may have put ``share/hpa-utils``, the most exact first."""
-    found: list[Path] = []
-    # 1. the installed distribution's own record of its files (a venv, --user, --prefix, the system)
+def _share_candidates() -> Iterator[Path]:
+    """Where an install may have put ``share/hpa-utils``, the most likely first."""
+    # 1. beside the package: <prefix>/lib/pythonX.Y/site-packages/hpa_utils (a venv, --user, the system's
+    # Python: the data files go to <prefix>/share), or <target>/hpa_utils (pip install --target: <target>/share)
+    for folder in [_PACKAGE_PARENT, *list(_PACKAGE_PARENT.parents)[:3]]:
+        yield folder / "share" / SHARE_NAME
+    # 2. the installed distribution's own record of its files (any other scheme: --prefix, --root, ...)
     try:
         files = metadata.distribution(DISTRIBUTION).files or []
     except metadata.PackageNotFoundError:
         files = []
     for file in files:
-        parts = file.parts
-        if len(parts) >= 4 and parts[-4:-1] == ("share", SHARE_NAME, "presets"):
-            found.append(Path(file.locate()).resolve().parents[1])
+        if file.parts[-4:-1] == ("share", SHARE_NAME, "presets"):
+            yield Path(file.locate()).resolve().parents[1]
             break
-    # 2. beside the package: <prefix>/lib/pythonX.Y/site-packages/hpa_utils, or <target>/hpa_utils for --target
-    found += [folder / "share" / SHARE_NAME for folder in [_PACKAGE_PARENT, *list(_PACKAGE_PARENT.parents)[:3]]]
-    # 3. the data paths of this interpreter's install schemes
-    schemes = [None]
+    # 3. the data paths of this interpreter's default and user install schemes
+    yield Path(sysconfig.get_path("data")) / "share" / SHARE_NAME
     if hasattr(sysconfig, "get_preferred_scheme"):  # Python 3.10+
-        schemes.append(sysconfig.get_preferred_scheme("user"))
-    for scheme in schemes:
-        try:
-            data = sysconfig.get_path("data", scheme) if scheme else sysconfig.get_path("data")
-        except KeyError:
-            continue
-        if data:
-            found.append(Path(data) / "share" / SHARE_NAME)
-    found.append(Path(sys.prefix) / "share" / SHARE_NAME)
-    return found
+        yield Path(sysconfig.get_path("data", sysconfig.get_preferred_scheme("user"))) / "share" / SHARE_NAME
 
 
 def find_installed_share() -> Path | None:

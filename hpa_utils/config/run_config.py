@@ -114,6 +114,9 @@ class SynthConfig:
     n_test: int = setting(1000, "test images generated (their labels split into public and private parts)")
     size: int = setting(256, "side in px of the generated images (Kaggle's: 512)")
     seed: int = setting(0, "the generator's seed")
+    test_prior_shift: float = setting(
+        0.0, "0: test label sets drawn as the training ones; up to 1: tilted toward rare sets (a test prior shift)"
+    )
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class TrainConfig(TechniqueSwitches):
     every model of the run when on."""
 
     variants: tuple[int, ...] = setting((0, 1, 2, 3), "base-model variants (0-7; 0 is the report's baseline)")
+    seeds: int = setting(
+        1, "training seeds per model: seed, seed + 1, ... (weights, augmentation, batch order, dropout; one split)"
+    )
     batch_size: int = setting(16, "images per batch")
     augment: bool = setting(True, "the report's imgaug augmentation")
     processes: int | Literal["auto"] = setting(
@@ -214,6 +220,12 @@ class RunConfig:
         return Path(self.data.cache_dir)
 
     @property
+    def training_seeds(self) -> tuple[int, ...]:
+        """The training seeds of every model: ``seed``, ``seed + 1``, ... (``train.seeds`` of them); the split
+        keeps ``seed``."""
+        return tuple(self.seed + r for r in range(self.train.seeds))
+
+    @property
     def workers(self) -> int:
         """Input-pipeline and decoding threads: ``data.workers``, or every core for ``auto``."""
         return (os.cpu_count() or 1) if self.data.workers == "auto" else int(self.data.workers)
@@ -254,4 +266,5 @@ def config_digest(config: RunConfig) -> str:
 
 def synthetic_data_dir(synth: SynthConfig) -> Path:
     """Where the embedded synthetic dataset of a run's ``synth`` section is generated."""
-    return DATA_ROOT / f"synthetic-{synth.n_train}x{synth.size}px-test{synth.n_test}-seed{synth.seed}"
+    shift = f"-shift{synth.test_prior_shift:g}" if synth.test_prior_shift else ""
+    return DATA_ROOT / f"synthetic-{synth.n_train}x{synth.size}px-test{synth.n_test}-seed{synth.seed}{shift}"

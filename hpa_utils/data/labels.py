@@ -42,7 +42,8 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 
-#: Images per class in Kaggle's train.csv (31,072 Ids).
+#: Images per class in Kaggle's train.csv (31,072 Ids); the same as the per-class counts of the shipped
+#: label-set file (:func:`hpa_utils.data.label_sets.class_counts`; tests/test_synth.py checks it).
 TRAIN_COUNTS: tuple[int, ...] = (
     12885,
     1254,
@@ -73,7 +74,7 @@ TRAIN_COUNTS: tuple[int, ...] = (
     328,
     11,
 )
-#: Number of training Ids with 1, 2, 3, 4 and 5 labels.
+#: Number of training Ids with 1, 2, 3, 4 and 5 labels (also the label-set file's).
 LABELS_PER_IMAGE_COUNTS: dict[int, int] = {1: 15126, 2: 12485, 3: 3160, 4: 299, 5: 2}
 N_TRAIN_KAGGLE = 31072
 N_TEST_KAGGLE = 11702

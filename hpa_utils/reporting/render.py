@@ -284,7 +284,9 @@ def _context_tables(results: dict, root: Path | None = None) -> dict:
     if has_columns(pointing, "name", "maps"):
         shown = ["name", "val_images", "val_f1", "maps", "mass_on_pattern", "pattern_share", "lift", "peak_on_pattern"]
         pointing = pointing[pointing["maps"] > 0][[c for c in shown if c in pointing.columns]]
+    seeds = to_number(params.get("train.seeds"))
     return {
+        "n_seeds": int(seeds) if seeds else 1,
         "pointing_table": pointing if pointing is not None else "beyond_pointing",
         "params_list": params_list,
         "notebooks": notebooks,

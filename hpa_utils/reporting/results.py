@@ -92,11 +92,23 @@ def load_results(output_dir: str | os.PathLike, figures_dir: str | os.PathLike |
     )
     submission = out / "submission.csv"
     results["submission"] = submission if submission.is_file() else None
+    _run_seed_rows(results)
     if results["ensemble"] is not None:  # the ensemble study's typed summary
         results["ensemble"] = EnsembleSummary.from_dict(results["ensemble"])
     if results["beyond"] is not None:  # notebook 05's typed summary
         results["beyond"] = BeyondSummary.from_dict(results["beyond"])
     return results
+
+
+def _run_seed_rows(results: dict) -> None:
+    """A run of several training seeds: each table the report shows keeps the run's seed's rows (its models,
+    its ensemble), and the whole table stays under ``<key>_all_seeds``; the findings carry every seed."""
+    seed = (results.get("config") or {}).get("seed")
+    for key in TABLE_FILES:
+        table = results.get(key)
+        if isinstance(table, pd.DataFrame) and "seed" in table.columns and table["seed"].nunique() > 1:
+            results[f"{key}_all_seeds"] = table
+            results[key] = table[table["seed"] == seed].reset_index(drop=True)
 
 
 def has_columns(df: pd.DataFrame | None, *columns: str) -> bool:

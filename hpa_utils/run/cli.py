@@ -23,6 +23,17 @@ from hpa_utils.run.publish import publish, render_shipped
 from hpa_utils.run.scale import main as scale_main
 
 
+def _unit_interval(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     # deferred: OpenCV
     from hpa_utils.data.synth import generate_dataset
@@ -33,6 +44,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         n_test=args.n_test,
         size=args.size,
         seed=args.seed,
+        test_prior_shift=args.test_prior_shift,
         workers=args.workers,
         progress=not args.quiet,
         overwrite=args.overwrite,
@@ -198,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=side, default=256, help="image side in pixels (default 256; Kaggle: 512)")
     p.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=0, help="random seed (default 0)")
     p.add_argument("--workers", type=threads, default=None, help="processes (default: one per core)")
+    p.add_argument(
+        "--test-prior-shift",
+        type=_unit_interval,
+        default=0.0,
+        help="0 (default): test label sets drawn as the training ones; up to 1: tilted toward rare sets",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",

@@ -357,7 +357,9 @@ def run(
 def report_device(config: RunConfig, log: Callable[[str], None] = print) -> None:
     """Say what the run trains on, and warn when a GPU preset is about to run on a CPU (with its time)."""
     device = detect_device()
-    processes, threads = plan_processes(config.train.processes, len(config.train.variants), gpus=len(device.gpus))
+    processes, threads = plan_processes(
+        config.train.processes, len(config.train.variants) * config.train.seeds, gpus=len(device.gpus)
+    )
     side = f", {processes} training jobs side by side ({threads} thread(s) each)" if processes > 1 else ""
     if config.train.executor == "ray":
         where = config.train.ray_address or "a local Ray started for the run"

@@ -180,6 +180,7 @@ def ensure_dataset(config: RunConfig, log: Callable[[str], None] = print) -> Non
         n_test=config.synth.n_test,
         size=config.synth.size,
         seed=config.synth.seed,
+        test_prior_shift=config.synth.test_prior_shift,
         overwrite=True,  # the project's own generated data: a newer generator version replaces it
     )
     if not summary.get("skipped"):

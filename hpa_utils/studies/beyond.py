@@ -155,7 +155,7 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
     from hpa_utils.training.predictions import predict_models
-    from hpa_utils.training.registry import base_name, train_base
+    from hpa_utils.training.registry import shown_seed, train_base
 
     paths = config.paths.make()
     beyond_dir = paths.output_dir / "beyond"
@@ -168,25 +168,29 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
 
     data = training_data(config)
     source = open_dataset(config.data_dir)
-    # one model per distinct training recipe; the baseline is the run's own model when the run trains as it
+    # one model per distinct training recipe and training seed; the baseline is the run's own model when the
+    # run trains as it
     baseline_settings = _settings_for(config, rows[0])
-    models: dict[str, tuple[str, object]] = {}  # row key -> (model name, folder)
+    seeds = config.training_seeds
+    models: dict[tuple[str, int], tuple[str, object]] = {}  # (row key, seed) -> (model name, folder)
     jobs = []
-    for row in rows:
-        name = base_name(variant) if not row.train else f"{base_name(variant)}+{row.key}"
-        if name in {n for n, _ in models.values()}:
-            models[row.key] = next(v for v in models.values() if v[0] == name)
-            continue
-        settings = _settings_for(config, row)
-        folder = paths.models if not row.train and base_settings(config) == baseline_settings else models_dir
-        models[row.key] = (name, folder)
-        jobs.append(Job(name, _train_named, (variant, data, settings, folder, predictions_dir, name)))
+    for seed in seeds:
+        for row in rows:
+            name = f"v{variant}" + (f"+{row.key}" if row.train else "")
+            name += "" if shown_seed(seed, seeds) is None else f"-s{seed}"
+            if name in {n for n, _ in models.values()}:
+                models[row.key, seed] = next(v for v in models.values() if v[0] == name)
+                continue
+            settings = dataclasses.replace(_settings_for(config, row), seed=seed)
+            folder = paths.models if not row.train and base_settings(config) == baseline_settings else models_dir
+            models[row.key, seed] = (name, folder)
+            jobs.append(Job(name, _train_named, (variant, data, settings, folder, predictions_dir, name)))
     splits = {"val": (data.images, data.val_indices)}
     if source.test_ids:
         test_images = open_cache(source, "test", config.data.image_size, config.cache_dir, workers=config.workers)
         splits["test"] = (test_images, np.arange(len(test_images)))
     n_test = len(splits["test"][1]) if "test" in splits else 0
-    view_models = {models[r.key][0] for r in rows if r.tta != "none"}
+    view_models = {models[r.key, seed][0] for r in rows if r.tta != "none" for seed in seeds}
     _train(config, jobs, log, plan=_plan(config, jobs, data, n_test, len(view_models)))
 
     trained, per_epoch = {}, {}
@@ -210,10 +214,10 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
         set_rows |= {"public": usage == "Public", "private": usage == "Private", "test": slice(None)}
     set_labels = {"val": y_val} | ({s: y_test[m] for s, m in set_rows.items() if s != "val"} if labelled else {})
 
-    predictions: dict[str, dict[str, np.ndarray]] = {}
+    predictions: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     rules: dict[str, str] = {}
-    for row in rows:
-        name = models[row.key][0]
+    for row, seed in ((row, seed) for row in rows for seed in seeds):
+        name = models[row.key, seed][0]
 
         def probabilities(split: str, name=name, row=row) -> np.ndarray:
             return plain[split][name] if row.tta == "none" else combine(views[split][name], row.tta)
@@ -228,33 +232,41 @@ def run_ablation(config: RunConfig, log: Callable[[str], None] = print) -> Ablat
             threshold, _ = best_global_threshold(y_val, p_val)
             val_pred = binarize(p_val, threshold)
             test_pred = binarize(p_test, threshold) if labelled else None
-            rules[row.key] = f"global {threshold:.2f} (best on validation)"
-        predictions[row.key] = {"val": val_pred} | (
+            if seed == config.seed:
+                rules[row.key] = f"global {threshold:.2f} (best on validation)"
+        predictions[row.key, seed] = {"val": val_pred} | (
             {s: test_pred[m] for s, m in set_rows.items() if s != "val"} if labelled else {}
         )
 
     verdict_set = "test" if labelled else "val"
     records = []
     for row in rows:
-        name, folder = models[row.key]
+        name = models[row.key, config.seed][0]
+        names = [models[row.key, seed][0] for seed in seeds]
+        seconds = [(trained.get(n) or {}).get("train_seconds") for n in names]
         record = {
             "key": row.key,
             "technique": row.label,
             "model": name,
+            "seeds": len(seeds),
             "tta": row.tta,
             "threshold_rule": rules[row.key],
-            "train_seconds": (trained.get(name) or {}).get("train_seconds"),
+            "train_seconds": float(np.mean(seconds)) if None not in seconds else None,  # per model
             "images_per_epoch": per_epoch[name],
             "source": row.source,
         }
-        for split, y in set_labels.items():
-            record[f"{split}_f1"] = macro_f1(y, predictions[row.key][split])
+        for split, y in set_labels.items():  # mean over the training seeds
+            record[f"{split}_f1"] = float(np.mean([macro_f1(y, predictions[row.key, s][split]) for s in seeds]))
         for split, y in set_labels.items():
             if row.key == BASELINE:
                 record |= {f"d_{split}": 0.0, f"d_{split}_low": 0.0, f"d_{split}_high": 0.0}
                 continue
             interval = paired_f1_difference(
-                y, predictions[row.key][split], predictions[BASELINE][split], seed=config.seed
+                y,
+                [predictions[row.key, s][split] for s in seeds],
+                [predictions[BASELINE, s][split] for s in seeds],
+                seed=config.seed,
+                groups=list(seeds),
             )
             record |= {
                 f"d_{split}": interval.estimate,
@@ -283,7 +295,7 @@ def _train_named(
     # deferred: Keras
     from hpa_utils.training.registry import train_base
 
-    return train_base(variant, data, settings, models_dir, predictions_dir, log, on_epoch, check_only, name=name)
+    return train_base(variant, data, settings, models_dir, predictions_dir, name, log, on_epoch, check_only)
 
 
 def _job_settings(jobs: list, name: str):
@@ -292,6 +304,8 @@ def _job_settings(jobs: list, name: str):
 
 def _sentence(row: Technique, interval, split: str, n: int) -> str:
     where = "held-out test images" if split == "test" else "validation images"
+    if interval.n_seeds > 1:
+        where += f", {interval.n_seeds} training seeds"
     if interval.low == interval.high == interval.estimate == 0:
         return (
             f"{row.label[0].upper()}{row.label[1:]} changes no score: its thresholded predictions score as the "

@@ -23,7 +23,7 @@ from hpa_utils.evaluation.thresholds import halves, threshold_study
 from hpa_utils.io import save_table, to_number, write_json_atomic
 from hpa_utils.original import ORIGINAL_REPORT
 from hpa_utils.studies import findings
-from hpa_utils.studies.training import training_data
+from hpa_utils.studies.training import run_models, training_data
 
 #: The ``role`` of each row of the comparison table (the report reads these, never the row's name).
 SINGLE, CHOSEN, EQUAL_ALL = "single", "chosen", "equal_all"
@@ -56,6 +56,7 @@ class EnsembleSummary:
     original_shift: dict | None = None
     scoring_rule: str | None = None
     per_class_vs_global: dict | None = None
+    seeds: list[int] | None = None  # the training seeds, each with its own ensemble; this one is the run's seed's
 
     @classmethod
     def from_dict(cls, raw: dict) -> EnsembleSummary:
@@ -118,7 +119,10 @@ class EnsembleStudy:
 
 
 def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) -> EnsembleStudy:
-    """Notebook 04's study over the run's trained models (see the module docstring)."""
+    """Notebook 04's study over the run's trained models (see the module docstring). With several training
+    seeds, each seed's models make their own ensemble (a replicate of the whole study); the tables hold every
+    seed's rows (``seed``), the summary, the submission and the leaderboard are the run's seed's, and the
+    findings are measured over every seed."""
     # deferred: OpenCV (the dataset and its cache), Keras (the models)
     from hpa_utils.data.cache import open_cache
     from hpa_utils.data.dataset import open_dataset
@@ -129,8 +133,7 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     settings = config.ensemble
     data = training_data(config)
     source = open_dataset(config.data_dir)
-    table = models_table(paths.models)
-    table = table[table["variant"].isin(config.train.variants)]
+    table = run_models(models_table(paths.models), config)
     splits = {"val": (data.images, data.val_indices)}
     if source.test_ids:
         test_images = open_cache(source, "test", config.data.image_size, config.cache_dir, workers=config.workers)
@@ -142,10 +145,87 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     labelled = source.solution.is_file() and bool(source.test_ids)
     y_test, usage = submission.solution_labels(source.solution, source.test_ids) if labelled else (None, None)
     sets, labels = ensemble.evaluation_sets(probs, data.y[data.val_indices], y_test, usage)
+    val_f1 = ensemble.model_f1_scores(sets["val"], labels["val"], threshold=TRAINING_THRESHOLD)
 
+    replicates = {
+        int(seed): _replicate(config, int(seed), list(rows["model"]), sets, labels, val_f1)
+        for seed, rows in table.groupby("seed", sort=True)
+    }
+    run = replicates[config.seed]
+    for name, key in (("shift_sweep", "sweep"), ("ensemble_comparison", "comparison"),
+                      ("ensemble_members", "members"), ("thresholds", "thresholds")):  # fmt: skip
+        save_table(_by_seed({seed: r[key] for seed, r in replicates.items()}), paths.results / f"{name}.csv")
+
+    leaderboard = _submissions(config, source, probs, run["comparison"], run["ensembles"])
+    save_table(leaderboard, paths.results / "leaderboard.csv")
+    final = run["comparison"].set_index("role").loc[CHOSEN]
+    sweep, choice = run["sweep"], run["choice"]
+    original = sweep[(sweep["shift"] - ORIGINAL_SHIFT).abs() < 1e-9]
+    summary = EnsembleSummary(
+        selected=list(run["selected"]),
+        weights={m: float(w) for m, w in choice.weights.items()},
+        shift=choice.shift,
+        shift_setting=settings.shift,
+        threshold=float(run["threshold"]),
+        threshold_method="best global on validation" if settings.threshold == "fit" else "fixed",
+        val_f1=to_number(final.get("val_f1")),
+        public_f1=to_number(final.get("public_f1")),
+        private_f1=to_number(final.get("private_f1")),
+        held_out=run["held_out"],
+        shift_note=choice.note,
+        n_members=len(choice.members),
+        original_shift={k: to_number(v) for k, v in original.iloc[0].items()} if not original.empty else None,
+        scoring_rule=metrics.SCORING_RULE,
+        per_class_vs_global=run["per_class_vs_global"],
+        seeds=sorted(replicates),
+    )
+    write_json_atomic(paths.results / "ensemble.json", asdict(summary))
+    retested = _findings(table, paths, sets, labels, [r["replicate"] for r in replicates.values()])
+    write_json_atomic(paths.results / "findings.json", {"findings": [f.as_dict() for f in retested]})
+    weights = choice.weights
+    return EnsembleStudy(
+        scored_on={name: len(y) for name, y in labels.items()},
+        models=pd.DataFrame(
+            {
+                "val_f1": val_f1,
+                "selected": val_f1.index.isin(run["selected"]),
+                "weight": weights.reindex(val_f1.index).fillna(0.0),
+            }
+        ),
+        sweep=sweep,
+        comparison=run["comparison"],
+        thresholds=run["thresholds"],
+        per_class_f1=metrics.f1_per_class(labels["val"], metrics.binarize(run["p_val"], run["threshold"])),
+        train_counts=data.y[data.train_indices].sum(axis=0),
+        val_counts=labels["val"].sum(axis=0),
+        members=run["members"],
+        findings=retested,
+        leaderboard=leaderboard,
+        summary=summary,
+        submission=paths.submission if paths.submission.is_file() else None,
+    )
+
+
+def _by_seed(tables: dict) -> pd.DataFrame:
+    """One table of every seed's rows, the seed first."""
+    frames = []
+    for seed, table in tables.items():
+        frame = table.assign(seed=seed)[["seed", *table.columns]]
+        frame.attrs = {}  # a study's arrays (e.g. its thresholds) stay with the study, not the table
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _replicate(
+    config: RunConfig, seed: int, models: list[str], sets: dict, labels: dict, all_val_f1: pd.Series
+) -> dict:
+    """The ensemble study over one training seed's ``models``: members, shift, threshold, the comparison, the
+    members' table and the threshold study (the tables without their ``seed`` column)."""
+    settings = config.ensemble
+    sets = {name: {m: p for m, p in part.items() if m in models} for name, part in sets.items()}
+    val_f1 = all_val_f1[all_val_f1.index.isin(models)]
     # members and weights: validation F1 at the training threshold, the k best, the shift; each shift's
     # ensemble at its own threshold by the rule it is then scored with (settings.threshold: "fit" or a number)
-    val_f1 = ensemble.model_f1_scores(sets["val"], labels["val"], threshold=TRAINING_THRESHOLD)
     selected = ensemble.select_models(val_f1, k=settings.top_k)
     chosen_sets = {name: {m: sets[name][m] for m in selected} for name in sets}
     sweep = ensemble.shift_sweep(
@@ -157,19 +237,14 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         extra_sets={name: (chosen_sets[name], labels[name]) for name in sets if name != "val"},
     )
     choice = ensemble.choose_weights(val_f1[selected], sweep, settings.shift, min_members=MIN_MEMBERS)
-    shift, weights, threshold = choice.shift, choice.weights, choice.threshold
-    threshold_method = "best global on validation" if settings.threshold == "fit" else "fixed"
+    weights, threshold = choice.weights, choice.threshold
     p_val = ensemble.weighted_mean(chosen_sets["val"], weights)
     if np.isnan(threshold):  # equal weights (no shift kept two members): the threshold by the same rule
         threshold = ensemble.fit_threshold(labels["val"], p_val, settings.threshold)
-    save_table(sweep, paths.results / "shift_sweep.csv")
 
     # the report's comparison: single models, the weighted ensemble, all models with equal weights; every
     # predictor at its own threshold by the same rule
-    ensembles = {
-        ENSEMBLE_NAMES[CHOSEN]: dict(weights),
-        ENSEMBLE_NAMES[EQUAL_ALL]: {m: 1.0 for m in table["model"]},
-    }
+    ensembles = {ENSEMBLE_NAMES[CHOSEN]: dict(weights), ENSEMBLE_NAMES[EQUAL_ALL]: {m: 1.0 for m in models}}
     comparison = ensemble.compare_models(sets, labels, ensembles, threshold=settings.threshold)
     roles = {name: role for role, name in ENSEMBLE_NAMES.items()}
     comparison.insert(
@@ -177,7 +252,6 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         "role",
         [roles.get(n, SINGLE) if k == "ensemble" else SINGLE for n, k in zip(comparison["name"], comparison["kind"])],
     )
-    save_table(comparison, paths.results / "ensemble_comparison.csv")
     members = pd.DataFrame(
         {
             "model": selected,
@@ -186,7 +260,6 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         }
     )
     members["share"] = members["weight"] / members["weight"].sum()
-    save_table(members, paths.results / "ensemble_members.csv")
 
     # thresholds: fitted on validation, scored on held-out data (the private part, else half of validation)
     held_out = "private" if "private" in sets else "validation half"
@@ -198,92 +271,57 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         y_hold, p_hold = labels["val"][hold_rows], p_val[hold_rows]
         study = threshold_study(labels["val"][fit_rows], p_val[fit_rows], y_hold, p_hold)
     study.insert(1, "held_out", held_out)
-    save_table(study.drop(columns="thresholds"), paths.results / "thresholds.csv")
     # per-class against the best global threshold on the held-out images, paired
     per_class_vs_global = paired_f1_difference(
         y_hold,
         metrics.binarize(p_hold, study.attrs["per_class_thresholds"]),
         metrics.binarize(p_hold, study.attrs["global_threshold"]),
     ).as_dict()
-
-    leaderboard = _submissions(config, source, probs, comparison, ensembles)
-    save_table(leaderboard, paths.results / "leaderboard.csv")
-    final = comparison.set_index("role").loc[CHOSEN]
-    original = sweep[(sweep["shift"] - ORIGINAL_SHIFT).abs() < 1e-9]
-    summary = EnsembleSummary(
-        selected=list(selected),
-        weights={m: float(w) for m, w in weights.items()},
-        shift=shift,
-        shift_setting=settings.shift,
-        threshold=float(threshold),
-        threshold_method=threshold_method,
-        val_f1=to_number(final.get("val_f1")),
-        public_f1=to_number(final.get("public_f1")),
-        private_f1=to_number(final.get("private_f1")),
-        held_out=held_out,
-        shift_note=choice.note,
-        n_members=len(choice.members),
-        original_shift={k: to_number(v) for k, v in original.iloc[0].items()} if not original.empty else None,
-        scoring_rule=metrics.SCORING_RULE,
-        per_class_vs_global=per_class_vs_global,
-    )
-    write_json_atomic(paths.results / "ensemble.json", asdict(summary))
     thresholds_by_name = dict(zip(comparison["name"], comparison["threshold"]))
-    retested = _findings(table, paths, sets, labels, val_f1[selected], sweep, choice, thresholds_by_name, val_f1)
-    write_json_atomic(paths.results / "findings.json", {"findings": [f.as_dict() for f in retested]})
-    return EnsembleStudy(
-        scored_on={name: len(y) for name, y in labels.items()},
-        models=pd.DataFrame(
-            {
-                "val_f1": val_f1,
-                "selected": val_f1.index.isin(selected),
-                "weight": weights.reindex(val_f1.index).fillna(0.0),
-            }
+    return {
+        "selected": selected,
+        "sweep": sweep,
+        "choice": choice,
+        "threshold": threshold,
+        "p_val": p_val,
+        "ensembles": ensembles,
+        "comparison": comparison,
+        "members": members,
+        "thresholds": study.drop(columns="thresholds"),
+        "held_out": held_out,
+        "per_class_vs_global": per_class_vs_global,
+        "replicate": findings.Replicate(
+            seed=seed,
+            weights=dict(weights),
+            threshold=float(thresholds_by_name[ENSEMBLE_NAMES[CHOSEN]]),
+            member_thresholds=thresholds_by_name,
+            member_val_f1=dict(val_f1),
+            chosen_f1=val_f1[selected],
+            sweep=sweep,
+            equal=(ensembles[ENSEMBLE_NAMES[EQUAL_ALL]], float(thresholds_by_name[ENSEMBLE_NAMES[EQUAL_ALL]])),
         ),
-        sweep=sweep,
-        comparison=comparison,
-        thresholds=study.drop(columns="thresholds"),
-        per_class_f1=metrics.f1_per_class(labels["val"], metrics.binarize(p_val, threshold)),
-        train_counts=data.y[data.train_indices].sum(axis=0),
-        val_counts=labels["val"].sum(axis=0),
-        members=members,
-        findings=retested,
-        leaderboard=leaderboard,
-        summary=summary,
-        submission=paths.submission if paths.submission.is_file() else None,
-    )
+    }
 
 
-def _findings(table, paths, sets, labels, chosen_f1, sweep, choice, thresholds_by_name, val_f1) -> list:
-    """The original's findings re-tested on this run (:mod:`hpa_utils.studies.findings`)."""
+def _findings(table, paths, sets, labels, replicates: list) -> list:
+    """The original's findings re-tested on this run (:mod:`hpa_utils.studies.findings`), over every seed."""
     from hpa_utils.training.registry import load_history  # deferred: Keras
 
     histories = {m: load_history(paths.models, m) for m in table["model"]}
     histories = {m: h for m, h in histories.items() if not h.empty}
-    base = table[table["stage"].astype(str) == "base"]["model"]
-    equal = {m: 1.0 for m in table["model"]}
+    base = table[table["stage"].astype(str) == "base"]
+    seeds = dict(zip(table["model"], table["seed"]))
     return [
-        findings.still_improving({m: histories[m] for m in base if m in histories}, ORIGINAL_REPORT["base_epochs"]),
+        findings.still_improving(
+            {m: histories[m] for m in base["model"] if m in histories}, ORIGINAL_REPORT["base_epochs"], seeds
+        ),
         findings.fine_tuning_raises(table, sets["val"], labels["val"]),
         findings.later_stages_overfit(table, histories, sets["val"], labels["val"]),
-        findings.ensemble_beats_members(
-            sets,
-            labels,
-            dict(choice.weights),
-            thresholds_by_name[ENSEMBLE_NAMES[CHOSEN]],
-            thresholds_by_name,
-            dict(val_f1),
-        ),
+        findings.ensemble_beats_members(sets, labels, replicates),
         findings.shift_moves_public(
-            sets, labels, chosen_f1, sweep, ORIGINAL_REPORT["shift_pair"], ORIGINAL_REPORT["shift_pair_public_diff"]
+            sets, labels, replicates, ORIGINAL_REPORT["shift_pair"], ORIGINAL_REPORT["shift_pair_public_diff"]
         ),
-        findings.equal_weights_public_private(
-            sets,
-            labels,
-            (dict(choice.weights), thresholds_by_name[ENSEMBLE_NAMES[CHOSEN]]),
-            (equal, thresholds_by_name[ENSEMBLE_NAMES[EQUAL_ALL]]),
-            len(equal),
-        ),
+        findings.equal_weights_public_private(sets, labels, replicates),
     ]
 
 

@@ -5,7 +5,9 @@ Called by the ensemble study (notebook 04), which holds every model's validation
 test sets' (``results/findings.json``, read by the report's "Findings, re-tested" section). Intervals are
 bootstrap intervals over images (:mod:`hpa_utils.evaluation.bootstrap`), paired where two predictors are
 compared; the one claim about training curves has only one number per model, so its interval is over
-the base models. Verdicts:
+the base models. A run that trains every model with several training seeds measures each comparison once
+per seed (each seed's models, each seed's ensemble) and its interval is two-level, seeds then images; with
+one seed it covers the images alone, and ``interval_over`` says which. Verdicts:
 
 - ``reproduced``: the interval lies on the side the original's claim says (and, for the shift's 0.02,
   includes a move of that size);
@@ -57,7 +59,33 @@ class Finding:
 
 
 def _with(interval: Interval, over: str) -> dict:
+    if interval.n_seeds > 1:
+        over = f"{interval.n_seeds} training seeds, then {over}"
     return {"estimate": interval.estimate, "low": interval.low, "high": interval.high, "interval_over": over}
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """One training seed's ensemble study: what the ensemble findings compare, once per seed.
+
+    Attributes:
+        seed: the training seed of its models.
+        weights: the chosen ensemble's weights (model -> weight); ``threshold`` its threshold.
+        member_thresholds: each single model's own threshold (by the comparison's rule).
+        member_val_f1: each model's validation F1 at the training threshold (the weights' F1).
+        chosen_f1: validation F1 of the models the ensemble chose from (the sweep's members).
+        sweep: the shift sweep of this seed's ensemble.
+        equal: the equal-weight ensemble of all this seed's models: (weights, threshold).
+    """
+
+    seed: int
+    weights: Mapping[str, float]
+    threshold: float
+    member_thresholds: Mapping[str, float]
+    member_val_f1: Mapping[str, float]
+    chosen_f1: pd.Series
+    sweep: pd.DataFrame
+    equal: tuple[Mapping[str, float], float]
 
 
 def _side(interval: Interval, expected_sign: int, what: str) -> tuple[bool, str]:
@@ -74,18 +102,22 @@ def _verdict(ok: bool) -> str:
     return REPRODUCED if ok else NOT_REPRODUCED
 
 
-def still_improving(histories: Mapping[str, pd.DataFrame], original_epochs: int) -> Finding:
-    """Base models still improving when training stopped: mean last-quarter gain of validation macro F1."""
+def still_improving(
+    histories: Mapping[str, pd.DataFrame], original_epochs: int, seeds: Mapping[str, int] | None = None
+) -> Finding:
+    """Base models still improving when training stopped: mean last-quarter gain of validation macro F1
+    (``seeds``: each model's training seed, for an interval over seeds, then models)."""
     claim = "The base models were still improving when training stopped."
     original = f"validation F1 ended around 0.30-0.35 after {original_epochs} epochs, some curves still rising"
-    gains, spans = [], []
-    for frame in histories.values():
+    gains, spans, groups = [], [], []
+    for name, frame in histories.items():
         f1 = frame["val_macro_f1"].to_numpy(dtype=np.float64)
         if len(f1) < 2:
             continue
         k = max(1, round(len(f1) / 4))
         gains.append(f1[-1] - f1[-1 - k])
         spans.append(k)
+        groups.append((seeds or {}).get(name, 0))
     epochs = max((len(f) for f in histories.values()), default=0)
     test = (
         f"gain of each base model's validation macro F1 (threshold {MODEL_THRESHOLD}) over its last "
@@ -95,7 +127,7 @@ def still_improving(histories: Mapping[str, pd.DataFrame], original_epochs: int)
         return Finding(
             "still_improving", claim, original, test, NOT_TESTABLE, "fewer than two base models with two epochs"
         )
-    interval = mean_interval(np.array(gains))
+    interval = mean_interval(np.array(gains), groups=groups)
     ok, why = _side(interval, +1, "mean gain")
     rising = int(sum(g > 0 for g in gains))
     why += f"; {rising} of {len(gains)} base models rose. This run stopped at epoch {epochs}, not {original_epochs}."
@@ -106,8 +138,10 @@ def still_improving(histories: Mapping[str, pd.DataFrame], original_epochs: int)
 
 
 def _final_by_variant(models: pd.DataFrame, stage: str) -> dict:
+    """(training seed, variant) -> the model of ``stage``."""
     rows = models[models["stage"].astype(str) == stage]
-    return dict(zip(rows["variant"], rows["model"]))
+    seeds = rows["seed"] if "seed" in rows.columns else [0] * len(rows)
+    return {(int(s), v): m for s, v, m in zip(seeds, rows["variant"], rows["model"])}
 
 
 def fine_tuning_raises(models: pd.DataFrame, p_val: Mapping[str, np.ndarray], y_val: np.ndarray) -> Finding:
@@ -117,7 +151,8 @@ def fine_tuning_raises(models: pd.DataFrame, p_val: Mapping[str, np.ndarray], y_
     base = _final_by_variant(models, "base")
     last_stage = _last_stage(models)
     tuned = _final_by_variant(models, last_stage) if last_stage else {}
-    pairs = [(tuned[v], base[v]) for v in base if v in tuned and tuned[v] in p_val and base[v] in p_val]
+    keys = [k for k in base if k in tuned and tuned[k] in p_val and base[k] in p_val]
+    pairs, groups = [(tuned[k], base[k]) for k in keys], [k[0] for k in keys]
     test = (
         f"validation macro F1 (threshold {MODEL_THRESHOLD}) of each base model's stage-{last_stage} model minus "
         "the base model's, averaged over the base models"
@@ -128,6 +163,7 @@ def fine_tuning_raises(models: pd.DataFrame, p_val: Mapping[str, np.ndarray], y_
         y_val,
         [binarize(p_val[a], MODEL_THRESHOLD) for a, _ in pairs],
         [binarize(p_val[b], MODEL_THRESHOLD) for _, b in pairs],
+        groups=groups,
     )
     ok, why = _side(interval, +1, "mean gain")
     return Finding(
@@ -148,7 +184,8 @@ def later_stages_overfit(
     claim = "Later fine-tuning stages overfit slightly while validation F1 still rose."
     original = "stages B and C (the dense head) overfit slightly, and validation F1 still rose"
     a, c = _final_by_variant(models, "A"), _final_by_variant(models, "C")
-    pairs = [(c[v], a[v]) for v in a if v in c and c[v] in p_val and a[v] in p_val]
+    keys = [k for k in a if k in c and c[k] in p_val and a[k] in p_val]
+    pairs, groups = [(c[k], a[k]) for k in keys], [k[0] for k in keys]
     test = (
         "the stage-C model against the stage-A model it continues (through B), per base model: change in "
         f"validation loss (overfitting: up) and in validation macro F1 (threshold {MODEL_THRESHOLD}: up), "
@@ -157,12 +194,15 @@ def later_stages_overfit(
     if not pairs:
         return Finding("later_stages_overfit", claim, original, test, NOT_TESTABLE, "no base model has stages A and C")
     loss = paired_mean_difference(
-        [per_image_log_loss(y_val, p_val[x]) for x, _ in pairs], [per_image_log_loss(y_val, p_val[y]) for _, y in pairs]
+        [per_image_log_loss(y_val, p_val[x]) for x, _ in pairs],
+        [per_image_log_loss(y_val, p_val[y]) for _, y in pairs],
+        groups=groups,
     )
     f1 = paired_f1_difference(
         y_val,
         [binarize(p_val[x], MODEL_THRESHOLD) for x, _ in pairs],
         [binarize(p_val[y], MODEL_THRESHOLD) for _, y in pairs],
+        groups=groups,
     )
     train_change = [
         float(histories[x]["loss"].iloc[-1] - histories[y]["loss"].iloc[-1])
@@ -197,44 +237,59 @@ def _scored_set(sets: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[st
 
 
 def ensemble_beats_members(
-    sets: Mapping[str, Mapping[str, np.ndarray]],
-    labels: Mapping[str, np.ndarray],
-    weights: Mapping[str, float],
-    threshold: float,
-    member_thresholds: Mapping[str, float],
-    member_val_f1: Mapping[str, float],
+    sets: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray], replicates: list[Replicate]
 ) -> Finding:
-    """The chosen weighted ensemble against its best member (best on validation), paired over images."""
+    """The chosen weighted ensemble against its best member (best on validation), paired over images; once
+    per training seed (each seed's ensemble against its own best member)."""
     claim = "The F1-weighted ensemble beats its members."
     original = "public 0.448 and private 0.423 for the ensemble of models 0, 1, 2, 3, 4 and 6 (members not scored)"
-    members = [m for m, w in weights.items() if w > 0]
     where, probs, y = _scored_set(sets, labels)
     test = (
         f"macro F1 of the chosen ensemble minus that of its best member (by validation F1), on {where}; each at its "
         "own best global threshold on validation"
     )
-    if len(members) < 2:
+    ours, best_members, groups, sizes = [], [], [], []
+    for rep in replicates:
+        members = [m for m, w in rep.weights.items() if w > 0]
+        if len(members) < 2:
+            continue
+        best = max(members, key=lambda m: rep.member_val_f1[m])
+        mean = weighted_mean({m: probs[m] for m in members}, {m: rep.weights[m] for m in members})
+        ours.append(binarize(mean, rep.threshold))
+        best_members.append((best, binarize(probs[best], rep.member_thresholds[best])))
+        groups.append(rep.seed)
+        sizes.append(len(members))
+    if not ours:
         return Finding("ensemble_beats_members", claim, original, test, NOT_TESTABLE, "the ensemble has one member")
-    best = max(members, key=lambda m: member_val_f1[m])
-    ensemble = binarize(weighted_mean({m: probs[m] for m in members}, {m: weights[m] for m in members}), threshold)
-    interval = paired_f1_difference(y, ensemble, binarize(probs[best], member_thresholds[best]))
-    ok, why = _side(interval, +1, f"gain over {best}")
+    interval = paired_f1_difference(y, ours, [b for _, b in best_members], groups=groups)
+    names = sorted({name for name, _ in best_members})
+    ok, why = _side(interval, +1, f"gain over {' / '.join(names)}")
     return Finding(
         "ensemble_beats_members", claim, original, test, _verdict(ok), why,
-        numbers={"members": len(members), "best_member": best, "scored_on": where},
+        numbers={"members": max(sizes), "best_member": best_members[0][0], "scored_on": where, "seeds": len(groups)},
         **_with(interval, "images, paired"),
     )  # fmt: skip
+
+
+def _shift_rows(sweep: pd.DataFrame, pair) -> dict | None:
+    rows = {}
+    for shift in pair:
+        hit = sweep[(sweep["shift"] - shift).abs() < 1e-9]
+        if hit.empty or hit.iloc[0]["n_models"] == 0:
+            return None
+        rows[shift] = hit.iloc[0]
+    return rows
 
 
 def shift_moves_public(
     sets: Mapping[str, Mapping[str, np.ndarray]],
     labels: Mapping[str, np.ndarray],
-    val_f1: pd.Series,
-    sweep: pd.DataFrame,
+    replicates: list[Replicate],
     pair: tuple[float, float],
     moved: float,
 ) -> Finding:
-    """The ensembles at the original's two shifts (e.g. 0.34 and 0.36), paired over the public images."""
+    """The ensembles at the original's two shifts (e.g. 0.34 and 0.36), paired over the public images; once
+    per training seed."""
     low_shift, high_shift = pair
     claim = f"A shift of {high_shift:g} instead of {low_shift:g} moves the public score by about {moved:g}."
     original = f"shift {low_shift:g} vs {high_shift:g} moved the public score by {moved:g}"
@@ -244,23 +299,29 @@ def shift_moves_public(
     )
     if "public" not in sets:
         return Finding("shift_moves_public", claim, original, test, NOT_TESTABLE, "this run has no public test labels")
-    rows = {}
-    for shift in pair:
-        hit = sweep[(sweep["shift"] - shift).abs() < 1e-9]
-        rows[shift] = None if hit.empty or hit.iloc[0]["n_models"] == 0 else hit.iloc[0]
-    if any(row is None for row in rows.values()):
+    at_high, at_low, groups, members = [], [], [], {}
+    for rep in replicates:
+        rows = _shift_rows(rep.sweep, pair)
+        if rows is None:
+            continue
+        predictions = []
+        for shift, row in rows.items():
+            weights = weights_from_f1(rep.chosen_f1, shift)
+            used = weights[weights > 0]
+            mean = weighted_mean({m: sets["public"][m] for m in used.index}, used)
+            predictions.append(binarize(mean, float(row["threshold"])))
+        at_low.append(predictions[0])
+        at_high.append(predictions[1])
+        groups.append(rep.seed)
+        members = members or {f"members_at_{s:g}": int(r["n_models"]) for s, r in rows.items()}
+    if not groups:
+        best = max(float(rep.chosen_f1.max()) for rep in replicates) if replicates else float("nan")
         return Finding(
             "shift_moves_public", claim, original, test, NOT_TESTABLE,
-            f"no chosen model's validation F1 (best {val_f1.max():.3f} at threshold {MODEL_THRESHOLD}) is above "
+            f"no chosen model's validation F1 (best {best:.3f} at threshold {MODEL_THRESHOLD}) is above "
             f"{max(pair):g}: weight = F1 - shift leaves no member",
         )  # fmt: skip
-    predictions = []
-    for shift, row in rows.items():
-        weights = weights_from_f1(val_f1, shift)
-        used = weights[weights > 0]
-        mean = weighted_mean({m: sets["public"][m] for m in used.index}, used)
-        predictions.append(binarize(mean, float(row["threshold"])))
-    interval = paired_f1_difference(labels["public"], predictions[1], predictions[0])
+    interval = paired_f1_difference(labels["public"], at_high, at_low, groups=groups)
     size_ok = interval.excludes_zero() and min(abs(interval.low), abs(interval.high)) <= moved <= max(
         abs(interval.low), abs(interval.high)
     )
@@ -273,38 +334,44 @@ def shift_moves_public(
         why = f"public change {span}: it moves the score, but the interval excludes a move of {moved:g}"
     return Finding(
         "shift_moves_public", claim, original, test, _verdict(size_ok), why,
-        numbers={f"members_at_{s:g}": int(r["n_models"]) for s, r in rows.items()},
+        numbers={**members, "seeds": len(groups)},
         **_with(interval, "public images, paired"),
     )  # fmt: skip
 
 
 def equal_weights_public_private(
-    sets: Mapping[str, Mapping[str, np.ndarray]],
-    labels: Mapping[str, np.ndarray],
-    chosen: tuple[Mapping[str, float], float],
-    equal: tuple[Mapping[str, float], float],
-    n_models: int,
+    sets: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray], replicates: list[Replicate]
 ) -> Finding:
-    """All models with equal weights against the chosen weighted ensemble, on public and on private."""
+    """All models with equal weights against the chosen weighted ensemble, on public and on private; once per
+    training seed (each seed's models)."""
+    n_models = max((len(rep.equal[0]) for rep in replicates), default=0)
     claim = "Equal weights over all models score lower on public but higher on private than the weighted ensemble."
     original = "all 32 models, equal weights: public 0.428 (vs 0.448), private 0.428 (vs 0.423)"
     test = (
         f"macro F1 of the equal-weight ensemble of all {n_models} models minus that of the chosen ensemble, on the "
         "public and on the private images, each ensemble at its own best global threshold on validation"
     )
-    if "public" not in sets or "private" not in sets:
+    if "public" not in sets or "private" not in sets or not replicates:
         return Finding("equal_weights", claim, original, test, NOT_TESTABLE, "this run has no public/private labels")
-    changes = {}
-    for part in ("public", "private"):
-        predictions = [
-            binarize(weighted_mean({m: sets[part][m] for m in w if w[m] > 0}, {m: w[m] for m in w if w[m] > 0}), t)
-            for w, t in (equal, chosen)
-        ]
-        changes[part] = paired_f1_difference(labels[part], predictions[0], predictions[1])
+
+    def predict(part, weights, threshold):
+        used = {m: w for m, w in weights.items() if w > 0}
+        return binarize(weighted_mean({m: sets[part][m] for m in used}, used), threshold)
+
+    groups = [rep.seed for rep in replicates]
+    changes = {
+        part: paired_f1_difference(
+            labels[part],
+            [predict(part, *rep.equal) for rep in replicates],
+            [predict(part, rep.weights, rep.threshold) for rep in replicates],
+            groups=groups,
+        )
+        for part in ("public", "private")
+    }
     public_ok, public_why = _side(changes["public"], -1, "public change")
     private_ok, private_why = _side(changes["private"], +1, "private change")
     return Finding(
         "equal_weights", claim, original, test, _verdict(public_ok and private_ok), f"{public_why}; {private_why}.",
-        numbers={part: interval.as_dict() for part, interval in changes.items()},
+        numbers={**{part: interval.as_dict() for part, interval in changes.items()}, "seeds": len(groups)},
         **_with(changes["private"], "private images, paired"),
     )  # fmt: skip

@@ -21,7 +21,7 @@ from hpa_utils.config.run_config import RunConfig
 from hpa_utils.data.labels import NUM_CLASSES, class_name
 from hpa_utils.evaluation.metrics import binarize, f1_per_class, macro_f1
 from hpa_utils.io import save_table
-from hpa_utils.studies.training import training_data
+from hpa_utils.studies.training import run_models, training_data
 
 #: The share of a pattern's peak above which a pixel counts as on the pattern (pointing game).
 PATTERN_LEVEL = 0.2
@@ -91,7 +91,7 @@ def run_gradcam(config: RunConfig, log: Callable[[str], None] = print, batch_siz
     data = training_data(config)
     source = open_dataset(config.data_dir)
     table = models_table(paths.models)
-    table = table[table["variant"].isin(config.train.variants)]
+    table = run_models(table, config)
     best_row = table.loc[table["val_macro_f1"].idxmax()]
     name = str(best_row["model"])
     probs = predict_models(

@@ -157,6 +157,7 @@ TABLES: Mapping[str, Table] = MappingProxyType(
                 "variant": "int",
                 "variant_name": "text",
                 "stage": "text",
+                "seed": "int",  # the training seed
                 "epochs": "int",
                 "val_macro_f1": "score",
                 "best_val_macro_f1": "score",
@@ -172,6 +173,7 @@ TABLES: Mapping[str, Table] = MappingProxyType(
                 "variant": "int",
                 "variant_name": "text",
                 "stage": "text",
+                "seed": "int",  # the training seed
                 "epochs": "int",
                 "val_macro_f1": "score",
                 "best_val_macro_f1": "score",
@@ -184,6 +186,7 @@ TABLES: Mapping[str, Table] = MappingProxyType(
         "shift_sweep": Table(
             "shift_sweep.csv",
             {
+                "seed": "int",  # the training seed whose models made this row's ensemble
                 "shift": "score",
                 "n_models": "count",
                 "threshold": "score",
@@ -195,6 +198,7 @@ TABLES: Mapping[str, Table] = MappingProxyType(
         "ensemble_comparison": Table(
             "ensemble_comparison.csv",
             {
+                "seed": "int",  # the training seed whose models made this row's ensemble
                 "name": "text",
                 "kind": "text",
                 "role": "text",
@@ -208,6 +212,7 @@ TABLES: Mapping[str, Table] = MappingProxyType(
         "ensemble_members": Table(
             "ensemble_members.csv",
             {
+                "seed": "int",  # the training seed whose models made this row's ensemble
                 "model": "text",
                 "val_f1_at_0.5": "score",
                 "weight": "score",
@@ -217,6 +222,7 @@ TABLES: Mapping[str, Table] = MappingProxyType(
         "thresholds": Table(
             "thresholds.csv",
             {
+                "seed": "int",  # the training seed whose models made this row's ensemble
                 "key": "text",
                 "held_out": "text",
                 "method": "text",
@@ -241,6 +247,7 @@ TABLES: Mapping[str, Table] = MappingProxyType(
             {
                 "key": "text",
                 "technique": "text",
+                "seeds": "count",  # the training seeds each row's models were trained with
                 "model": "text",
                 "tta": "text",
                 "threshold_rule": "text",

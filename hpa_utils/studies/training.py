@@ -20,7 +20,7 @@ from hpa_utils.io import save_table, write_json_atomic
 from hpa_utils.training.cluster import ray_session, run_jobs_on_ray
 from hpa_utils.training.device import detect_device
 from hpa_utils.training.executor import plan_processes, run_jobs
-from hpa_utils.training.plan import Estimate, work_plan
+from hpa_utils.training.plan import Estimate, model_jobs, work_plan
 from hpa_utils.training.settings import TrainSettings
 
 if TYPE_CHECKING:  # the type only: the batches import Keras
@@ -111,21 +111,23 @@ def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> 
     (``results/augmentation.json``, the report's "Augmentation" settings)."""
     # deferred: Keras, imgaug
     from hpa_utils.training.augment import Augmenter
-    from hpa_utils.training.registry import base_jobs, base_name, load_history, models_table
+    from hpa_utils.training.registry import base_jobs, base_name, load_history, models_table, shown_seed
 
     paths = config.paths.make()
     write_json_atomic(paths.results / "augmentation.json", Augmenter(enabled=config.train.augment).parameters())
     data = training_data(config)
     settings = base_settings(config)
-    _train(config, base_jobs(config.train.variants, data, settings, paths.models, paths.predictions), log)
-    table = _run_models(models_table(paths.models), config)
+    jobs = base_jobs(config.train.variants, data, settings, paths.models, paths.predictions, config.training_seeds)
+    _train(config, jobs, log)
+    table = run_models(models_table(paths.models), config)
     bases = table[table["stage"] == STAGE_ORDER[0]].reset_index(drop=True)
     save_table(bases, paths.results / "base_models.csv")
     shown = [v for v in config.report.figure_variants if v in config.train.variants]
+    names = [base_name(v, shown_seed(config.seed, config.training_seeds)) for v in shown]  # the run's seed
     return BaseModels(
         models=bases,
         figure_variants=shown,
-        histories={base_name(v): load_history(paths.models, base_name(v)) for v in shown},
+        histories={name: load_history(paths.models, name) for name in names},
     )
 
 
@@ -150,7 +152,8 @@ class FineTunedModels:
 
 def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTunedModels:
     """Train stages A, B and C of every base variant, each from its parent stage's model (notebook 03)."""
-    from hpa_utils.training.registry import load_history, models_table, stage_jobs, stage_name  # deferred: Keras
+    # deferred: Keras
+    from hpa_utils.training.registry import load_history, models_table, shown_seed, stage_jobs, stage_name
 
     paths = config.paths.make()
     data = training_data(config)
@@ -165,13 +168,14 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
         )
         for stage in STAGES
     }
-    _train(config, stage_jobs(config.train.variants, data, stage_settings, paths.models, paths.predictions), log)
-    table = _run_models(models_table(paths.models), config)
+    seeds = config.training_seeds
+    _train(config, stage_jobs(config.train.variants, data, stage_settings, paths.models, paths.predictions, seeds), log)
+    table = run_models(models_table(paths.models), config)
     save_table(table, paths.results / "models.csv")
     variants = list(config.train.variants)
     shown = config.report.stage_figure_variant if config.report.stage_figure_variant in variants else variants[0]
-    scores = table.pivot(index="variant", columns="stage", values="val_macro_f1")
-    names = {kind: stage_name(shown, kind) for kind in STAGE_ORDER}
+    scores = table.pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="mean")
+    names = {kind: stage_name(shown, kind, shown_seed(config.seed, seeds)) for kind in STAGE_ORDER}
     return FineTunedModels(
         models=table,
         scores=scores[[s for s in STAGE_ORDER if s in scores.columns]],
@@ -196,6 +200,8 @@ def _train(config: RunConfig, jobs: list, log: Callable[[str], None], plan: Call
     run_jobs(jobs, processes=processes, threads=threads, log=log, on_epoch=estimate)
 
 
-def _run_models(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
-    """The rows of the run's own variants (a run folder may hold models of other variants)."""
-    return table[table["variant"].isin(config.train.variants)].reset_index(drop=True)
+def run_models(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """The rows of the run's own models: its variants, stages and training seeds (a run folder may hold models
+    of other variants, or of another number of seeds)."""
+    names = {job.name for job in model_jobs(config, 0, 0)}
+    return table[table["model"].isin(names)].reset_index(drop=True)

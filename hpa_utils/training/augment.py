@@ -8,8 +8,8 @@ orientation), are available as an option (``flips=True``) but off by default, si
 them.
 
 Results depend only on the seeds: :meth:`Augmenter.augment` takes a per-batch seed (the training code passes
-``epoch * 100003 + batch_index``) and derives its random state from ``(base seed, batch seed)``, so a
-PyDataset whose workers call it from several threads or processes, in any order, gives the same batches.
+``(epoch, batch_index)``) and derives its random state from ``(base seed, *batch seed)``, so threads or
+processes that call it in any order give the same batches.
 
 imgaug is imported here and nowhere else in the project. The dependency is the ``sindre-imgaug`` fork: it
 installs the same ``imgaug`` module, whereas imgaug 0.4.0 itself fails to import on numpy >= 2 (it uses
@@ -19,6 +19,7 @@ installs the same ``imgaug`` module, whereas imgaug 0.4.0 itself fails to import
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import imgaug.augmenters as iaa
 import numpy as np
@@ -47,7 +48,7 @@ class Augmenter:
 
     Example:
         >>> augmenter = Augmenter(seed=42)
-        >>> batch = augmenter.augment(images, seed=epoch * 100003 + batch_index)  # doctest: +SKIP
+        >>> batch = augmenter.augment(images, seed=(epoch, batch_index))  # doctest: +SKIP
     """
 
     def __init__(
@@ -122,14 +123,15 @@ class Augmenter:
             steps.append(iaa.AdditiveGaussianNoise(scale=(0.0, self.noise_std * 255.0), per_channel=True))
         return iaa.Sequential(steps)
 
-    def augment(self, batch: np.ndarray, seed: int) -> np.ndarray:
+    def augment(self, batch: np.ndarray, seed: int | Sequence[int]) -> np.ndarray:
         """Augment one batch; the result depends only on ``(self.seed, seed)`` and the batch.
 
         Thread-safe: every call builds its own imgaug sequence and random state.
 
         Args:
             batch: (N, H, W, C) uint8 images.
-            seed: a per-batch seed, e.g. ``epoch * 100003 + batch_index``.
+            seed: a per-batch seed: an int, or several (e.g. ``(epoch, batch_index)``, as the training
+                batches pass it); ``n`` and ``(n,)`` are the same seed.
 
         Returns:
             (N, H, W, C) uint8 augmented images (a new array), or ``batch`` itself when disabled.
@@ -140,7 +142,9 @@ class Augmenter:
         _check_batch(batch)
         if not self.enabled or len(batch) == 0:
             return batch
-        entropy = np.random.SeedSequence([self.seed, int(seed) & 0xFFFFFFFFFFFFFFFF]).generate_state(1)[0]
+        seeds = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
+        words = [self.seed, *(int(s) & 0xFFFFFFFFFFFFFFFF for s in seeds)]
+        entropy = np.random.SeedSequence(words).generate_state(1)[0]
         sequence = self.sequence()
         sequence.seed_(int(entropy))
         return np.asarray(sequence(images=batch), dtype=np.uint8)

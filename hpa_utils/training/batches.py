@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +18,21 @@ from hpa_utils.training.settings import TrainSettings
 
 
 class CachedBatches(keras.utils.PyDataset):
-    """Batches from the memory-mapped image cache, reshuffled every epoch, augmented in the workers.
+    """Batches from the memory-mapped image cache, reshuffled every epoch, augmented in threads.
 
-    Batch ``i`` of epoch ``e`` depends only on (seed, e, i), so worker threads may build batches
-    in any order and the run stays deterministic.
+    The dataset spans ``epochs`` epochs, from epoch ``first_epoch`` (1-based) on: item ``i`` is batch
+    ``i % steps`` of epoch ``first_epoch + i // steps`` (``steps``: batches per epoch). A batch's rows
+    (epoch ``e``'s permutation, drawn from ``(seed, e)``) and its augmentation (drawn from
+    ``(seed, e, batch)``) depend on its index alone: no state is set at an epoch's begin or end. Keras
+    asks for batches from its input thread, ahead of training and across an epoch boundary, before or
+    after the epoch callbacks have run (its ``on_epoch_begin`` comes after its prefetching has started),
+    so batches built from state set there depended on timing. Train on it with
+    ``model.fit(batches, steps_per_epoch=batches.steps, shuffle=False)``: Keras' own ``shuffle`` reorders
+    the items with Python's global ``random`` and would mix the epochs.
+
+    ``workers`` threads build the batches after the one asked for (at most ``2 * workers`` ahead, while
+    they are asked for in order), in a pool of this dataset's own rather than Keras' PyDataset workers
+    (whose queue restarts at item 0 every epoch); the batches are the same with any number of threads.
 
     Args:
         images: (N, H, W, 4) uint8 array or memmap (the whole split).
@@ -29,14 +42,28 @@ class CachedBatches(keras.utils.PyDataset):
         shuffle: reshuffle the rows at every epoch.
         seed: the run's seed.
         augmenter: an :class:`~hpa_utils.training.augment.Augmenter`, or None.
-        workers: threads building batches (Keras' PyDataset pool).
+        workers: threads building batches.
         transform: a function of a (B, H, W, C) batch, applied last (e.g. a test-time flip), or None.
+        first_epoch: the epoch (from 1) of the first item, e.g. ``done + 1`` for a resumed job.
+        epochs: how many epochs the items span.
     """
 
     def __init__(
-        self, images, labels, indices, batch_size, shuffle=False, seed=0, augmenter=None, workers=1, transform=None
+        self,
+        images,
+        labels,
+        indices,
+        batch_size,
+        shuffle=False,
+        seed=0,
+        augmenter=None,
+        workers=1,
+        transform=None,
+        first_epoch=1,
+        epochs=1,
     ):
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(4, 2 * workers))
+        # workers=1 for Keras: no PyDataset enqueuer; the threads are this dataset's own (see above)
+        super().__init__(workers=1, use_multiprocessing=False)
         self.images = images
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
         self.indices = np.asarray(indices)
@@ -45,30 +72,85 @@ class CachedBatches(keras.utils.PyDataset):
         self.seed = int(seed)
         self.augmenter = augmenter
         self.transform = transform
-        self.epoch = 0
-        self.order = self.indices
+        self.threads = max(1, int(workers))
+        self.first_epoch = int(first_epoch)
+        self.epochs = int(epochs)
+        if self.first_epoch < 1 or self.epochs < 1:
+            raise ValueError(f"first_epoch and epochs must be at least 1, got {first_epoch} and {epochs}")
+        self.steps = int(np.ceil(len(self.indices) / self.batch_size))
+        self._lock = threading.Lock()
+        self._orders: dict[int, np.ndarray] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: dict[int, Future] = {}
+        self._next = 0  # the index after the last one asked for
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.indices) / self.batch_size))
+        return self.steps * self.epochs
 
-    def on_epoch_begin(self) -> None:
-        self.epoch += 1
-        if self.shuffle:
-            self.order = np.random.default_rng([self.seed, self.epoch]).permutation(self.indices)
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The rows of epoch ``epoch`` (from 1) in their order: a permutation drawn from ``(seed, epoch)``
+        when shuffling, else ``indices``."""
+        if not self.shuffle:
+            return self.indices
+        with self._lock:
+            order = self._orders.get(epoch)
+            if order is None:
+                order = np.random.default_rng([self.seed, int(epoch)]).permutation(self.indices)
+                self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}  # keep two epochs
+                self._orders[epoch] = order
+        return order
 
-    def __getitem__(self, index: int):
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+    def batch(self, epoch: int, index: int):
+        """Batch ``index`` of epoch ``epoch`` (from 1): a function of (seed, epoch, index) and the data only."""
+        rows = self.epoch_order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
         sorted_rows = np.sort(rows)  # memmap reads in file order
         x = self.images[sorted_rows]
         x = x[np.searchsorted(sorted_rows, rows)]
         if self.augmenter is not None:
-            x = self.augmenter.augment(x, seed=self.epoch * 100003 + index)
+            x = self.augmenter.augment(x, seed=(int(epoch), int(index)))
         if self.transform is not None:
             x = self.transform(x)
         x = x.astype(np.float32) * np.float32(1 / 255)
         if self.labels is None:
             return (x,)
         return x, self.labels[rows]
+
+    def __getitem__(self, index: int):
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        if self.threads == 1:
+            return self._build(index)
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hpa-batches")
+            future = self._ahead.pop(index, None) or self._pool.submit(self._build, index)
+            sequential, self._next = index in (0, self._next), index + 1
+            if sequential:  # build the next ones meanwhile (not when asked in another order: Keras' shuffle)
+                for behind in [i for i in self._ahead if i < index]:
+                    self._ahead.pop(behind).cancel()
+                for ahead in range(index + 1, min(index + 1 + 2 * self.threads, len(self))):
+                    if ahead not in self._ahead:
+                        self._ahead[ahead] = self._pool.submit(self._build, ahead)
+        return future.result()
+
+    def _build(self, index: int):
+        return self.batch(self.first_epoch + index // self.steps, index % self.steps)
+
+    def close(self) -> None:
+        """Stop the threads (batches built ahead are dropped)."""
+        with self._lock:
+            for future in self._ahead.values():
+                future.cancel()
+            self._ahead.clear()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def __del__(self):
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -96,9 +178,10 @@ class TrainingData:
     def image_size(self) -> int:
         return int(self.images.shape[1])
 
-    def batches(self, part: str, settings: TrainSettings) -> CachedBatches:
+    def batches(self, part: str, settings: TrainSettings, first_epoch: int = 1, epochs: int = 1) -> CachedBatches:
         """The training batches (shuffled, augmented; with ``settings.oversample``, images of rare classes
-        repeated by :func:`repeat_factor_rows`) or the validation batches (neither)."""
+        repeated by :func:`repeat_factor_rows`) or the validation batches (neither), of ``epochs`` epochs
+        from epoch ``first_epoch`` on (see :class:`CachedBatches`)."""
         training = part == "train"
         rows = self.train_indices if training else self.val_indices
         if training and settings.oversample:
@@ -112,6 +195,8 @@ class TrainingData:
             seed=settings.seed,
             augmenter=Augmenter(seed=settings.seed, enabled=settings.augment) if training else None,
             workers=self.workers,
+            first_epoch=first_epoch,
+            epochs=epochs,
         )
 
 

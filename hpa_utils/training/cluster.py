@@ -10,7 +10,10 @@ objects, so a model trained on Ray is the same files, skipped and resumed exactl
   and have this project installed.
 * **Resources:** a task asks for one GPU when the cluster has GPUs (one model per GPU), else for
   :data:`CPUS_PER_TASK` CPU, and trains with that many TensorFlow threads (one model per core trains
-  faster on a CPU than one model on all cores: docs/performance.md).
+  faster on a CPU than one model on all cores: docs/performance.md). A model trained on Ray is the
+  default executor's, byte for byte, where that trains with as many threads per job (one thread where
+  two or more jobs share two cores; :func:`~.executor.plan_processes`) and the node is the same kind
+  of machine.
 * **Order:** a job is submitted when the job it starts from (``after``) has finished, so stage A starts
   when its base model is done, whichever node trained it.
 * **Progress:** the tasks' lines (per epoch, per model) come back through a Ray queue and are printed by

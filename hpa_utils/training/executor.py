@@ -68,6 +68,13 @@ def plan_processes(setting: int | str, n_jobs: int, gpus: int = 0, cores: int | 
     ``auto``: one process in all when a GPU is used (several jobs on one GPU compete for it); on a
     CPU, one per core, at most one per job. 1 means "in this process" (threads: TensorFlow's default,
     returned as 0).
+
+    The thread count is the one setting here that changes a model's bits: TensorFlow splits a kernel's
+    sums by its number of threads, so the same job with 1 and with 2 threads gives slightly different
+    models (the last bits of the first gradients, more after many steps). Plans with the same threads per
+    job (and the Ray executor, one thread per task) give the same models, byte for byte; on two cores,
+    two or more jobs get one thread each, as on Ray, but a single job (or ``train.processes: 1``) trains
+    in this process with both.
     """
     cores = cores or os.cpu_count() or 1
     if setting == "auto":

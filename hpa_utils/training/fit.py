@@ -13,6 +13,12 @@ epoch, and writes under ``models_dir``:
   from its last completed epoch and the folder is removed at the end.
 
 Every file is written to a temporary name and renamed into place.
+
+One seed gives one result, bit for bit, on one machine and one TensorFlow thread count (the executors'
+``threads``): the batches are a function of (seed, epoch, batch) (:class:`~hpa_utils.training.batches.CachedBatches`),
+and a checkpoint holds the whole training state, the dropout layers' random-number generators and the
+optimizer's moments included (:func:`save_training_state`), so a job resumed after a kill trains on exactly
+as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -32,15 +38,58 @@ from hpa_utils.io import write_atomic, write_text_atomic
 from hpa_utils.training.batches import TrainingData
 from hpa_utils.training.losses import make_loss
 from hpa_utils.training.models import set_trainable_part, with_fast_batch_norm
-from hpa_utils.training.predictions import predict, store_prediction
+from hpa_utils.training.predictions import PREDICT_BATCH_SIZE, predict, store_prediction
 from hpa_utils.training.settings import TrainSettings
 
 HISTORY_COLUMNS = ["epoch", "loss", "f1", "val_loss", "val_f1", "val_macro_f1", "seconds"]
 
 
 def seed_everything(seed: int) -> None:
-    """Python, numpy and backend seeds (deterministic ops are switched on by ``runtime.configure``)."""
+    """Python, numpy and backend seeds (deterministic ops are switched on by ``runtime.configure``).
+
+    Training draws nothing from them after the model is built: the dropout layers' seeds are drawn from
+    Python's ``random`` when they are created and then live in their ``SeedGenerator`` (saved with each
+    checkpoint), and the batches have their own seeds."""
     keras.utils.set_random_seed(int(seed))
+
+
+def save_training_state(model: keras.Model, path: Path) -> None:
+    """Write everything a resumed job needs besides the ``.keras`` file: every variable of ``model`` (its
+    weights, and the state of its ``SeedGenerator`` s, the dropout masks' random numbers, which the
+    ``.keras`` file leaves out) and of its optimizer (step count, moments, the moving average), as ``.npz``."""
+    arrays = {}
+    for part, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
+        arrays[f"{part}_names"] = np.array(_variable_names(variables))
+        arrays.update({f"{part}_{i}": np.asarray(v) for i, v in enumerate(variables)})
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    write_atomic(path, write)
+
+
+def _variable_names(variables) -> list[str]:
+    """The variables' own names (``kernel``, ``seed_generator_state``, ``cnn_block1_conv1_kernel_momentum``...),
+    without the first part of their paths, which Keras numbers per process (``adam_1/``, ``seed_generator_7/``)."""
+    return [v.path.rsplit("/", 1)[-1] for v in variables]
+
+
+def restore_training_state(model: keras.Model, path: Path) -> bool:
+    """Assign the state :func:`save_training_state` wrote to ``model`` (compiled, optimizer built) and its
+    optimizer; False, changing nothing, if the file does not hold the same variables."""
+    with np.load(path) as saved:
+        pairs = []
+        for part, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
+            if saved[f"{part}_names"].tolist() != _variable_names(variables):
+                return False
+            values = [saved[f"{part}_{i}"] for i in range(len(variables))]
+            if any(tuple(v.shape) != value.shape for v, value in zip(variables, values, strict=True)):
+                return False
+            pairs += zip(variables, values, strict=True)
+    for variable, value in pairs:
+        variable.assign(value)
+    return True
 
 
 def compile_model(model: keras.Model, learning_rate: float, settings: TrainSettings | None = None) -> keras.Model:
@@ -78,8 +127,8 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
 class EpochEnd(keras.callbacks.Callback):
     """Per epoch: exact validation macro F1, then a checkpoint and the history, then one log line.
 
-    The checkpoint is written before the history row, so ``len(history)`` always names a
-    checkpoint that exists: that is where an interrupted job resumes.
+    The checkpoint (``epoch-{n}.state.npz``, then ``epoch-{n}.keras``) is written before the history row,
+    so ``len(history)`` always names a checkpoint that exists: that is where an interrupted job resumes.
     """
 
     def __init__(self, name, data, settings, ckpt_dir, history_path, history, log: Callable[[str], None], on_epoch):
@@ -95,7 +144,8 @@ class EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        self.val_probabilities = predict(self.model, self.data, self.data.val_indices, self.settings.batch_size * 2)
+        # the batch size of predict_models: a stored prediction is the same bits whichever of the two made it
+        self.val_probabilities = predict(self.model, self.data, self.data.val_indices, PREDICT_BATCH_SIZE)
         y_val = self.data.y[self.data.val_indices]
         # One validation pass per epoch: Keras' val_loss and val_f1 from the same probabilities as the exact F1.
         logs["val_loss"] = binary_crossentropy(y_val, self.val_probabilities)
@@ -107,10 +157,11 @@ class EpochEnd(keras.callbacks.Callback):
         row["seconds"] = round(time.perf_counter() - self.started, 2)
         self.history.append(row)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_training_state(self.model, self.ckpt_dir / f"epoch-{epoch + 1}.state.npz")
         save_model_atomic(self.model, self.ckpt_dir / f"epoch-{epoch + 1}.keras")
         write_text_atomic(self.history_path, pd.DataFrame(self.history, columns=HISTORY_COLUMNS).to_csv(index=False))
-        for old in self.ckpt_dir.glob("epoch-*.keras"):
-            if old.name != f"epoch-{epoch + 1}.keras":
+        for old in self.ckpt_dir.glob("epoch-*"):
+            if not old.name.startswith(f"epoch-{epoch + 1}."):
                 old.unlink(missing_ok=True)
         self.log(
             f"{self.name} epoch {epoch + 1}/{self.settings.epochs}: loss {row['loss']:.4f} f1 {row['f1']:.3f}"
@@ -184,20 +235,23 @@ def fit_model(
     seed_everything(settings.seed)
     history: list[dict] = []
     done = 0
+    model = None
     if history_path.is_file() and (ckpt_dir / "checkpoint.json").is_file():
         state = json.loads((ckpt_dir / "checkpoint.json").read_text())
         old = pd.read_csv(history_path)
-        if state == wanted and (ckpt_dir / f"epoch-{len(old)}.keras").is_file() and 0 < len(old) < settings.epochs:
-            done, history = len(old), old.to_dict("records")
-    if done:
-        # files are plain Keras: the batch norms come back as Keras' own, and get the fast training step again
-        model = with_fast_batch_norm(keras.saving.load_model(ckpt_dir / f"epoch-{done}.keras"))
-        log(f"{name}: resuming after epoch {done}/{settings.epochs}")
-    else:
+        if state == wanted and 0 < len(old) < settings.epochs:
+            model = _resume(ckpt_dir, len(old), settings)
+            if model is not None:
+                done, history = len(old), old.to_dict("records")
+                log(f"{name}: resuming after epoch {done}/{settings.epochs}")
+            else:
+                log(f"{name}: the checkpoint after epoch {len(old)} is incomplete; training from the start")
+    if model is None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         history_path.unlink(missing_ok=True)
         ckpt_dir.mkdir(parents=True)
         write_text_atomic(ckpt_dir / "checkpoint.json", json.dumps(wanted))
+        seed_everything(settings.seed)  # again: loading a checkpoint that could not be used drew from random
         model = with_fast_batch_norm(make_model())  # e.g. a fine-tuning stage's parent, loaded from its file
         model = compile_model(set_trainable_part(model, settings.part), settings.learning_rate, settings)
     callback = EpochEnd(name, data, settings, ckpt_dir, history_path, history, log, on_epoch)
@@ -205,16 +259,21 @@ def fit_model(
     started = time.perf_counter()
     seen = len(data.train_indices)  # images per epoch (more with oversampling)
     if done < settings.epochs:
-        train_batches = data.batches("train", settings)
+        # epochs done+1.. as one sequence of batches, each a function of (seed, epoch, batch): as uninterrupted
+        train_batches = data.batches("train", settings, first_epoch=done + 1, epochs=settings.epochs - done)
         seen = len(train_batches.indices)
-        train_batches.epoch = done  # the shuffling and augmentation of epoch done+1 on, as uninterrupted
-        model.fit(
-            train_batches,
-            epochs=settings.epochs,
-            initial_epoch=done,
-            callbacks=callbacks,
-            verbose=0,
-        )
+        try:
+            model.fit(
+                train_batches,
+                epochs=settings.epochs,
+                initial_epoch=done,
+                steps_per_epoch=train_batches.steps,
+                shuffle=False,  # the batches are shuffled by their seeds, not by Python's random
+                callbacks=callbacks,
+                verbose=0,
+            )
+        finally:
+            train_batches.close()
     frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
     best = int(frame["val_macro_f1"].idxmax())
     summary = {
@@ -238,6 +297,19 @@ def fit_model(
     write_text_atomic(summary_path, json.dumps(summary, indent=1))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
+
+
+def _resume(ckpt_dir: Path, done: int, settings: TrainSettings) -> keras.Model | None:
+    """The model of checkpoint ``epoch-{done}``, compiled as a fresh job compiles it and with its whole training
+    state (:func:`restore_training_state`); None when the checkpoint is incomplete (then the job starts afresh)."""
+    keras_path, state_path = ckpt_dir / f"epoch-{done}.keras", ckpt_dir / f"epoch-{done}.state.npz"
+    if not (keras_path.is_file() and state_path.is_file()):
+        return None
+    # files are plain Keras: the batch norms come back as Keras' own, and get the fast training step again
+    model = with_fast_batch_norm(keras.saving.load_model(keras_path, compile=False))
+    model = compile_model(set_trainable_part(model, settings.part), settings.learning_rate, settings)
+    model.optimizer.build(model.trainable_variables)
+    return model if restore_training_state(model, state_path) else None
 
 
 def binary_crossentropy(y_true: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> float:

@@ -121,16 +121,19 @@ def _models(count: int) -> str:
 
 
 def model_jobs(config: RunConfig, n_train: int, n_val: int) -> list[PlannedJob]:
-    """Every model the configuration trains, in training order: each base variant of ``train.variants`` for
-    ``train.base.epochs``, then its stages for ``train.stages.epochs``."""
+    """Every model the configuration trains: for each training seed, each base variant of ``train.variants``
+    for ``train.base.epochs``, then its stages for ``train.stages.epochs``."""
     # deferred: Keras (the registry)
-    from hpa_utils.training.registry import stage_name
+    from hpa_utils.training.registry import shown_seed, stage_name
 
     jobs = []
-    for variant in config.train.variants:
-        kinds = [(STAGE_ORDER[0], "all", config.train.base.epochs)]
-        kinds += [(stage.name, stage.part, config.train.stages.epochs[stage.name]) for stage in STAGES]
-        jobs += [PlannedJob(stage_name(variant, kind), epochs, n_train, n_val, part) for kind, part, epochs in kinds]
+    kinds = [(STAGE_ORDER[0], "all", config.train.base.epochs)]
+    kinds += [(stage.name, stage.part, config.train.stages.epochs[stage.name]) for stage in STAGES]
+    for seed in config.training_seeds:
+        shown = shown_seed(seed, config.training_seeds)
+        for variant in config.train.variants:
+            for kind, part, epochs in kinds:
+                jobs.append(PlannedJob(stage_name(variant, kind, shown), epochs, n_train, n_val, part))
     return jobs
 
 
@@ -170,6 +173,7 @@ def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) ->
         + n_test * (f"{m}_test{tta}" not in stored)
         for m in models
     )
+    side_by_side = len(config.train.variants) * len(config.training_seeds)  # one stage's jobs at once
     if processes is None:
-        processes, _ = plan_processes(config.train.processes, len(config.train.variants), gpus=gpus)
-    return WorkPlan(jobs, predict, min(processes, max(1, len(config.train.variants))))
+        processes, _ = plan_processes(config.train.processes, side_by_side, gpus=gpus)
+    return WorkPlan(jobs, predict, min(processes, max(1, side_by_side)))

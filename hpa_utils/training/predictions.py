@@ -16,9 +16,18 @@ from hpa_utils.training.batches import CachedBatches, TrainingData
 from hpa_utils.training.models import BatchNormalization  # noqa: F401  (registers the layer the models use)
 from hpa_utils.training.tta import TRANSFORMS, combine, dihedral
 
+#: Images per prediction batch. A prediction's last bits depend on the batch size (the kernels' blocking), so
+#: the validation pass at the end of training and :func:`predict_models` both use this one: a stored
+#: prediction is the same bytes whichever computed it.
+PREDICT_BATCH_SIZE = 64
+
 
 def predict(
-    model: keras.Model, data: TrainingData | np.ndarray, indices=None, batch_size: int = 64, tta: str = "none"
+    model: keras.Model,
+    data: TrainingData | np.ndarray,
+    indices=None,
+    batch_size: int = PREDICT_BATCH_SIZE,
+    tta: str = "none",
 ) -> np.ndarray:
     """Sigmoid probabilities (N, C) of ``model`` on rows ``indices`` of an image array (no augmentation).
 
@@ -44,7 +53,7 @@ def predict_models(
     model_paths: dict[str, str | Path],
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     predictions_dir: str | Path,
-    batch_size: int = 64,
+    batch_size: int = PREDICT_BATCH_SIZE,
     log: Callable[[str], None] = print,
     tta: str = "none",
 ) -> dict[str, dict[str, np.ndarray]]:

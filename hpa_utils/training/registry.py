@@ -3,12 +3,14 @@
 A base model ``v{variant}`` is trained from scratch; each fine-tuning stage of
 :data:`~hpa_utils.config.stages.STAGES` starts from its parent stage's model and
 re-trains one part, as ``v{variant}-{stage}``. Each job is one :func:`~hpa_utils.training.fit.fit_model`.
+A run that trains each model with several training seeds names every model with its seed:
+``v{variant}-s{seed}``, ``v{variant}-{stage}-s{seed}``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +27,7 @@ TABLE_COLUMNS = [
     "variant",
     "variant_name",
     "stage",
+    "seed",
     "epochs",
     "val_macro_f1",
     "best_val_macro_f1",
@@ -34,16 +37,24 @@ TABLE_COLUMNS = [
 ]
 
 
-def base_name(variant: int) -> str:
-    return f"v{int(variant)}"
+def base_name(variant: int, seed: int | None = None) -> str:
+    """``v0``; with the training seed shown (a run of several seeds), ``v0-s1``."""
+    return stage_name(variant, BASE, seed)
 
 
-def stage_name(variant: int, stage: str) -> str:
-    return base_name(variant) if stage == BASE else f"v{int(variant)}-{stage}"
+def stage_name(variant: int, stage: str, seed: int | None = None) -> str:
+    """``v0-A`` (``v0`` for the base stage); with the training seed shown, ``v0-A-s1``."""
+    name = f"v{int(variant)}" if stage == BASE else f"v{int(variant)}-{stage}"
+    return name if seed is None else f"{name}-s{int(seed)}"
+
+
+def shown_seed(seed: int, seeds) -> int | None:
+    """The seed a model's name shows: none when the run trains every model with one seed."""
+    return None if len(tuple(seeds)) < 2 else int(seed)
 
 
 def train_base(
-    variant, data, settings, models_dir, predictions_dir=None, log=print, on_epoch=None, check_only=False, name=None
+    variant, data, settings, models_dir, predictions_dir=None, name=None, log=print, on_epoch=None, check_only=False
 ) -> dict | None:
     """Train base model ``variant`` (index into :data:`~hpa_utils.training.models.VARIANTS`) from scratch,
     as ``name`` (default ``v{variant}``; notebook 05 names its variants ``v0+focal``...)."""
@@ -66,24 +77,34 @@ def train_base(
 
 
 def finetune(
-    variant, stage, data, settings, models_dir, predictions_dir=None, log=print, on_epoch=None, check_only=False
+    variant,
+    stage,
+    data,
+    settings,
+    models_dir,
+    predictions_dir=None,
+    shown: int | None = None,
+    log=print,
+    on_epoch=None,
+    check_only=False,
 ) -> dict | None:
-    """Fine-tuning stage ``stage`` ("A", "B" or "C") of a base model, from its parent stage's model."""
+    """Fine-tuning stage ``stage`` ("A", "B" or "C") of a base model, from its parent stage's model
+    (``shown``: the seed the names show, :func:`shown_seed`)."""
     index = _variant_index(variant)
     step = get_stage(stage)
-    parent_path = Path(models_dir) / f"{stage_name(index, step.parent)}.keras"
+    parent_path = Path(models_dir) / f"{stage_name(index, step.parent, shown)}.keras"
     if not parent_path.is_file():
         raise FileNotFoundError(f"{parent_path}: stage {stage} starts from this model; train it first")
     meta = {
         "variant": index,
         "variant_name": get_variant(index).name,
         "stage": stage,
-        "parent": stage_name(index, step.parent),
+        "parent": stage_name(index, step.parent, shown),
         "parent_mtime_ns": parent_path.stat().st_mtime_ns,
     }
     settings = TrainSettings(**{**asdict(settings), "part": step.part})
     return fit_model(
-        stage_name(index, stage),
+        stage_name(index, stage, shown),
         lambda: keras.saving.load_model(parent_path, compile=False),
         data,
         settings,
@@ -100,24 +121,39 @@ def _variant_index(variant) -> int:
     return VARIANTS.index(get_variant(variant))
 
 
-def base_jobs(variants, data, settings, models_dir, predictions_dir=None) -> list[Job]:
-    """One job per base variant (for :func:`~hpa_utils.training.executor.run_jobs`)."""
-    return [
-        Job(base_name(_variant_index(v)), train_base, (v, data, settings, models_dir, predictions_dir))
-        for v in variants
-    ]
+def base_jobs(variants, data, settings, models_dir, predictions_dir=None, seeds=None) -> list[Job]:
+    """One job per base variant and training seed (``seeds``: default ``settings.seed`` alone), for
+    :func:`~hpa_utils.training.executor.run_jobs`; seed by seed, so the first seed's models come first."""
+    seeds = tuple(seeds or (settings.seed,))
+    jobs = []
+    for seed in seeds:
+        name_seed, seeded = shown_seed(seed, seeds), replace(settings, seed=int(seed))
+        for v in variants:
+            name = base_name(_variant_index(v), name_seed)
+            jobs.append(Job(name, train_base, (v, data, seeded, models_dir, predictions_dir, name)))
+    return jobs
 
 
-def stage_jobs(variants, data, stage_settings: dict, models_dir, predictions_dir=None) -> list[Job]:
-    """Stages A, B, C of every base variant (``stage_settings``: stage -> TrainSettings), each after its
-    parent; ordered stage by stage, so that workers side by side start on different variants."""
+def stage_jobs(variants, data, stage_settings: dict, models_dir, predictions_dir=None, seeds=None) -> list[Job]:
+    """Stages A, B, C of every base variant and training seed (``stage_settings``: stage -> TrainSettings),
+    each after its parent; ordered stage by stage, so that workers side by side start on different variants."""
+    seeds = tuple(seeds or (next(iter(stage_settings.values())).seed,))
     return [
         Job(
-            stage_name(_variant_index(v), stage.name),
+            stage_name(_variant_index(v), stage.name, shown_seed(seed, seeds)),
             finetune,
-            (v, stage.name, data, stage_settings[stage.name], models_dir, predictions_dir),
-            after=stage_name(_variant_index(v), stage.parent),
+            (
+                v,
+                stage.name,
+                data,
+                replace(stage_settings[stage.name], seed=int(seed)),
+                models_dir,
+                predictions_dir,
+                shown_seed(seed, seeds),
+            ),
+            after=stage_name(_variant_index(v), stage.parent, shown_seed(seed, seeds)),
         )
+        for seed in seeds
         for stage in STAGES
         for v in variants
     ]
@@ -139,6 +175,7 @@ def models_table(models_dir: str | Path) -> pd.DataFrame:
                 "variant": summary["variant"],
                 "variant_name": summary["variant_name"],
                 "stage": summary["stage"],
+                "seed": summary.get("settings", {}).get("seed"),
                 "epochs": summary["epochs_trained"],
                 "val_macro_f1": summary["val_macro_f1"],
                 "best_val_macro_f1": summary["best_val_macro_f1"],
@@ -149,5 +186,5 @@ def models_table(models_dir: str | Path) -> pd.DataFrame:
         )
     frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     return frame.sort_values(
-        ["variant", "stage"], key=lambda s: s.map(stage_rank) if s.name == "stage" else s, ignore_index=True
+        ["seed", "variant", "stage"], key=lambda s: s.map(stage_rank) if s.name == "stage" else s, ignore_index=True
     )

@@ -14,9 +14,11 @@ classes' patterns with random weights. The green intensity is normalised to a
 random level per image, so that mean green intensity alone says little about
 the class.
 
-Labels follow the real statistics (SPEC.md): the number of labels per image is
-drawn from ``LABELS_PER_IMAGE_COUNTS``, then the labels without replacement with
-probability proportional to ``TRAIN_COUNTS`` (:func:`sample_labels`).
+Labels follow the real statistics (SPEC.md): each image's label set is one of the
+577 label sets of Kaggle's training set, drawn by their counts
+(:mod:`hpa_utils.data.label_sets`, :func:`sample_labels`), so the classes occur
+together as in the real data. ``test_prior_shift`` tilts the test labels' prior
+toward the rare sets.
 
 Modules: :mod:`.geometry` (cells, label maps, textures, drawing helpers),
 :mod:`.patterns` (the class painters), :mod:`.render` (one sample's

@@ -16,44 +16,38 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hpa_utils.data.labels import (
-    CHANNELS,
-    LABELS_PER_IMAGE_COUNTS,
-    NUM_CLASSES,
-    TRAIN_COUNTS,
-    multihot_to_target,
-    target_to_multihot,
-)
+from hpa_utils.data.label_sets import train_label_sets
+from hpa_utils.data.labels import CHANNELS, multihot_to_target, target_to_multihot
 from hpa_utils.data.synth.render import render_channels
 from hpa_utils.errors import DataError
 from hpa_utils.io import write_text_atomic
 
-#: Bumped whenever the pictures change, so an old dataset is not mistaken for a new one.
-GENERATOR_VERSION = 2
+#: Bumped whenever the pictures or the labels change, so an old dataset is not mistaken for a new one (and the
+#: project's own datasets are regenerated). 3: label sets drawn from Kaggle's real ones, not class by class.
+GENERATOR_VERSION = 3
 MANIFEST = "synth.json"
 _SPLIT_CODES = {"train": 0, "test": 1}
 
 
-def sample_labels(rng: np.random.Generator, n: int) -> list[list[int]]:
-    """Draw the label sets of ``n`` images with Kaggle's label statistics.
+def sample_labels(rng: np.random.Generator, n: int, prior_shift: float = 0.0) -> list[list[int]]:
+    """Draw the label sets of ``n`` images from the label sets of Kaggle's training set.
 
-    The number of labels of an image is drawn from ``LABELS_PER_IMAGE_COUNTS``
-    (1..5); the labels themselves without replacement, with probability
-    proportional to ``TRAIN_COUNTS``. Train and test use this same function.
+    Each image gets one of the 577 real sets (:func:`~hpa_utils.data.label_sets.train_label_sets`), drawn
+    independently with probability proportional to ``count ** (1 - prior_shift)``: at 0 (train, and test by
+    default) the real frequencies, so the classes occur together as in Kaggle's data (lysosomes only with
+    endosomes, the mitotic classes together); at 1 every real set equally likely.
 
     Args:
         rng: the random generator to draw from.
         n: number of images.
+        prior_shift: 0..1, the tilt toward rare sets.
 
     Returns:
         ``n`` ascending lists of class ids.
     """
-    ks = np.array(sorted(LABELS_PER_IMAGE_COUNTS), dtype=int)
-    k_prob = np.array([LABELS_PER_IMAGE_COUNTS[k] for k in ks], dtype=float)
-    counts = rng.choice(ks, size=n, p=k_prob / k_prob.sum())
-    class_prob = np.asarray(TRAIN_COUNTS, dtype=float)
-    class_prob /= class_prob.sum()
-    return [sorted(int(c) for c in rng.choice(NUM_CLASSES, size=int(k), replace=False, p=class_prob)) for k in counts]
+    kaggle = train_label_sets()
+    drawn = rng.choice(len(kaggle.sets), size=int(n), p=kaggle.probabilities(prior_shift))
+    return [list(kaggle.sets[i]) for i in drawn]
 
 
 def make_ids(rng: np.random.Generator, n: int) -> list[str]:
@@ -114,14 +108,15 @@ def _init_worker() -> None:
         pass
 
 
-def _plan(seed: int, n_train: int, n_test: int, public_fraction: float):
-    """Ids, labels and Public/Private usage of both splits, all from ``seed``."""
+def _plan(seed: int, n_train: int, n_test: int, public_fraction: float, test_prior_shift: float = 0.0):
+    """Ids, labels and Public/Private usage of both splits, all from ``seed``; the test labels' prior tilted by
+    ``test_prior_shift`` (the train labels do not depend on it)."""
     ids = make_ids(_rng(seed, 20), n_train + n_test)
     order = _rng(seed, 21).permutation(len(ids))
     train_ids = sorted(ids[i] for i in order[:n_train])
     test_ids = sorted(ids[i] for i in order[n_train:])
     train_labels = sample_labels(_rng(seed, 10), n_train)
-    test_labels = sample_labels(_rng(seed, 11), n_test)
+    test_labels = sample_labels(_rng(seed, 11), n_test, test_prior_shift)
     public = np.zeros(n_test, bool)
     public[_rng(seed, 22).permutation(n_test)[: int(round(public_fraction * n_test))]] = True
     return train_ids, train_labels, test_ids, test_labels, public
@@ -178,6 +173,7 @@ def _is_complete(folder: Path, params: dict) -> bool:
 def _summary(out_dir: Path, params: dict, seconds: float, skipped: bool) -> dict:
     return {
         **{k: params[k] for k in ("n_train", "n_test", "size", "seed", "public_fraction")},
+        "test_prior_shift": params.get("test_prior_shift", 0.0),
         "out_dir": str(out_dir),
         "train_csv": str(out_dir / "train.csv"),
         "train_dir": str(out_dir / "train"),
@@ -274,6 +270,7 @@ def generate_dataset(
     public_fraction: float = 0.3,
     overwrite: bool = False,
     progress: bool = False,
+    test_prior_shift: float = 0.0,
 ) -> dict:
     """Write a synthetic HPA dataset in Kaggle's layout, atomically.
 
@@ -295,6 +292,10 @@ def generate_dataset(
             generator's ``synth.json``); anything else is refused and left as it is. An empty directory is
             used whether or not this is set.
         progress: show a tqdm progress bar.
+        test_prior_shift: 0..1: the test label sets are drawn with weights ``count ** (1 - shift)`` of the
+            real sets' counts: 0, the training prior; 1, every set equally likely (a test set whose label
+            prior differs from the training one). The training labels do not depend on it. Recorded in
+            ``synth.json`` when not 0.
 
     Returns:
         A summary: the parameters, ``out_dir`` and the paths in it, ``seconds``
@@ -310,8 +311,10 @@ def generate_dataset(
             :func:`partial_dir` for the next call, ``out_dir`` is as it was.
     """
     start = time.perf_counter()
-    if n_train < 1 or n_test < 1 or size < 32 or not 0 <= public_fraction <= 1:
-        raise ValueError("need n_train >= 1, n_test >= 1, size >= 32 and 0 <= public_fraction <= 1")
+    if n_train < 1 or n_test < 1 or size < 32 or not 0 <= public_fraction <= 1 or not 0 <= test_prior_shift <= 1:
+        raise ValueError(
+            "need n_train >= 1, n_test >= 1, size >= 32, 0 <= public_fraction <= 1 and 0 <= test_prior_shift <= 1"
+        )
     out_dir = Path(out_dir)
     params = {
         "generator": "hpa_utils.synth",
@@ -322,6 +325,8 @@ def generate_dataset(
         "seed": int(seed),
         "public_fraction": float(public_fraction),
     }
+    if test_prior_shift:  # only then: a default dataset's manifest stays as it was
+        params["test_prior_shift"] = float(test_prior_shift)
     present = out_dir.exists() or out_dir.is_symlink()
     existing = _read_manifest(out_dir) if out_dir.is_dir() else None
     if existing == params and _is_complete(out_dir, params):
@@ -333,8 +338,13 @@ def generate_dataset(
                 "overwrite replaces only a synthetic dataset; nothing was deleted"
             )
         if not overwrite and existing is not None:
+            keys = list(params) + [k for k in existing if k not in params]
             diff = (
-                ", ".join(f"{k}={existing.get(k)!r} (asked {v!r})" for k, v in params.items() if existing.get(k) != v)
+                ", ".join(
+                    f"{k}={existing.get(k)!r} (asked {params.get(k)!r})"
+                    for k in keys
+                    if existing.get(k) != params.get(k)
+                )
                 or "incomplete"
             )
             raise DataError(
@@ -356,7 +366,7 @@ def generate_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(exist_ok=True)
     write_text_atomic(tmp / MANIFEST, json.dumps(params, indent=2) + "\n")
-    plan = _plan(seed, n_train, n_test, public_fraction)
+    plan = _plan(seed, n_train, n_test, public_fraction, float(test_prior_shift))
     _render_all(tmp, params, plan, workers, progress)
     _write_csvs(tmp, plan)
     _replace_dir(tmp, out_dir)
@@ -380,7 +390,11 @@ def pattern_maps(data_dir: str | os.PathLike, split: str, image_ids: Sequence[st
             f"{data_dir}: not a synthetic dataset (no {MANIFEST}); pattern maps exist only for synthetic data"
         )
     train_ids, train_labels, test_ids, test_labels, _ = _plan(
-        params["seed"], params["n_train"], params["n_test"], params["public_fraction"]
+        params["seed"],
+        params["n_train"],
+        params["n_test"],
+        params["public_fraction"],
+        params.get("test_prior_shift", 0.0),
     )
     ids, labels = (train_ids, train_labels) if split == "train" else (test_ids, test_labels)
     position = {image_id: index for index, image_id in enumerate(ids)}

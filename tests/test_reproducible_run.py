@@ -1,0 +1,46 @@
+"""One seed, one result: a second `hpa run` of the smoke preset into another folder, with its training jobs one
+at a time instead of side by side in worker processes, writes the same results as the first, byte for byte
+(timings and the run's own paths aside)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+#: Columns that hold how long something took, or where the run's own folder is.
+NOT_RESULTS = {"train_seconds", "path"}
+#: Files of the run's record (timings, the notebooks' log), not its results.
+RECORDS = {"run.json"}
+
+
+def _results(folder):
+    """Every results file of notebooks 01-04 as comparable text (CSV without timing or path columns)."""
+    out = {}
+    for path in sorted((folder / "results").glob("*")):
+        if path.name in RECORDS or path.name.startswith("beyond") or not path.is_file():
+            continue
+        if path.suffix == ".csv":
+            table = pd.read_csv(path)
+            out[path.name] = table.drop(columns=[c for c in NOT_RESULTS if c in table.columns]).to_csv(index=False)
+        elif path.suffix == ".json":
+            out[path.name] = json.dumps(json.loads(path.read_text()), sort_keys=True)
+    return out
+
+
+def test_the_same_seed_gives_the_same_results_in_another_folder_and_with_one_process(smoke_run, tmp_path):
+    from hpa_utils.run.runner import run
+
+    first, _, _, data = smoke_run
+    overrides = ["beyond.run=false", "train.processes=1"]  # results of 01-04 do not depend on either
+    run("smoke", data_dir=data, output_dir=tmp_path / "again", overrides=overrides, log=lambda line: None, echo=False)
+    again = tmp_path / "again"
+    a, b = _results(first), _results(again)
+    assert set(a) == set(b) and "models.csv" in a and "findings.json" in a
+    for name in a:
+        assert a[name] == b[name], f"{name} differs between two runs of one seed"
+    for path in sorted((first / "predictions").glob("*.npy")):
+        twin = again / "predictions" / path.name
+        if twin.is_file():  # 05's predictions are only in the first run
+            assert path.read_bytes() == twin.read_bytes(), f"{path.name} differs"
+    assert (again / "submission.csv").read_bytes() == (first / "submission.csv").read_bytes()
