@@ -3,6 +3,8 @@ intervals, and the re-tested findings whose verdicts come from the numbers."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,16 +118,26 @@ def test_a_finding_the_run_cannot_test_says_why():
     result = findings.shift_moves_public(
         {"val": probs, "public": probs}, {"val": y, "public": y}, [replicate], (0.34, 0.36), 0.02
     )
-    assert result.verdict == findings.NOT_TESTABLE and "0.36" in result.why
+    assert result.verdict == findings.NOT_TESTABLE and "no ensemble is left" in result.why
     no_labels = findings.equal_weights_public_private({"val": probs}, {"val": y}, [replicate])
     assert no_labels.verdict == findings.NOT_TESTABLE
 
 
-def test_still_improving_uses_the_last_quarter_of_each_history():
-    rising = {f"v{i}": pd.DataFrame({"val_macro_f1": [0.1, 0.2, 0.3, 0.4 + i / 100]}) for i in range(4)}
-    flat = {f"v{i}": pd.DataFrame({"val_macro_f1": [0.1, 0.2, 0.3, 0.3 + (i - 1.5) / 1000]}) for i in range(4)}
-    assert findings.still_improving(rising, 40).verdict == findings.REPRODUCED
-    assert findings.still_improving(flat, 40).verdict == findings.NOT_REPRODUCED
+def _histories(last_step: float, n: int = 4) -> dict:
+    """Base models whose validation F1 rises to epoch 3, then moves by ``last_step`` (+- a little) per epoch."""
+    return {
+        f"v{i}": pd.DataFrame({"val_macro_f1": [0.1, 0.2, 0.3, 0.3 + last_step, 0.3 + 2 * last_step + (i - 1.5) / 100]})
+        for i in range(n)
+    }
+
+
+def test_still_improving_follows_the_slope_of_the_last_epochs_across_zero():
+    assert findings.still_improving(_histories(+0.02), 40).verdict == findings.REPRODUCED
+    assert findings.still_improving(_histories(-0.02), 40).verdict == findings.NOT_REPRODUCED
+    flat = findings.still_improving(_histories(0.0), 40)
+    assert flat.verdict == findings.NOT_REPRODUCED and flat.low < 0 < flat.high
+    result = findings.still_improving(_histories(+0.02), 40)
+    assert result.estimate == pytest.approx(0.02, abs=0.002) and "epoch 5, not 40" in result.why
 
 
 def test_the_per_image_loss_averages_to_keras_binary_cross_entropy():
@@ -175,3 +187,96 @@ def test_a_finding_over_seeds_pairs_each_seeds_models_and_says_how_many_seeds():
     assert result.verdict == findings.REPRODUCED
     assert result.interval_over.startswith("3 training seeds, then validation images")
     assert result.numbers["pairs"] == 6
+
+
+# --------------------------------------------------------------------------- each finding's verdict follows its number
+
+
+def _stage_table(epochs_b: int = 2, epochs_c: int = 2):
+    table = _table([0, 1, 2])
+    table["epochs"] = [{"base": 3, "A": 1, "B": epochs_b, "C": epochs_c}[s] for s in table["stage"]]
+    return table
+
+
+def test_later_stages_overfit_follows_the_loss_and_the_f1_and_needs_epochs_to_see_it():
+    rng = np.random.default_rng(9)
+    y, _ = _labelled(rng, 400, 0.1)
+    table = _stage_table()
+    base = {m: _labelled(rng, 400, 0.3, y.copy())[1] for m in table["model"]}
+    # stage C: every positive found and most false alarms gone (F1 up), but a tenth of the negatives called
+    # positive with near certainty (validation loss up): the original's claim
+    confident_wrong = rng.random(y.shape) < 0.1
+    stage_c = np.where(y == 1, 0.95, np.where(confident_wrong, 0.9999, 0.2))
+    sharper = {m: (stage_c if m.endswith("-C") else p) for m, p in base.items()}
+    result = findings.later_stages_overfit(table, {}, sharper, y)
+    loss, f1 = result.deciding
+    assert loss["low"] > 0 and f1["low"] > 0 and result.verdict == findings.REPRODUCED
+    unchanged = base | {m: base[m.replace("-C", "-A")] for m in base if "-C" in m}
+    same = findings.later_stages_overfit(table, {}, unchanged, y)
+    assert same.verdict == findings.NOT_REPRODUCED and same.deciding[0]["estimate"] == 0
+    short = findings.later_stages_overfit(_stage_table(1, 1), {}, sharper, y)
+    assert short.verdict == findings.NOT_TESTABLE and "at least 2 epochs" in short.why
+
+
+def _replicates(sets, labels, seeds=(0,), shift=0.1):
+    """Hand-made replicates: each seed's four models, its chosen shift, the sweep at its thresholds."""
+    out = []
+    for seed in seeds:
+        models = [m for m in sets["val"] if m.endswith(f"s{seed}")]
+        f1 = pd.Series({m: macro_f1(labels["val"], binarize(sets["val"][m], 0.5)) for m in models})
+        shifts = np.round(np.arange(0.0, 0.5, 0.01), 2)
+        sweep = shift_sweep({m: sets["val"][m] for m in models}, f1, labels["val"], shifts=shifts, threshold="fit")
+        weights = dict(choose_weights(f1, sweep, shift, min_members=2).weights)
+        thresholds = {m: best_global_threshold(labels["val"], sets["val"][m])[0] for m in models}
+        out.append(findings.Replicate(seed, weights, 0.5, thresholds, dict(f1), f1, sweep,
+                                      ({m: 1.0 for m in models}, 0.5), shift=shift))  # fmt: skip
+    return out
+
+
+def _sets(rng, seeds=(0,), n=300, noises=(0.15, 0.25, 0.3, 0.35)):
+    y, _ = _labelled(rng, 3 * n, 0.1)
+    probs = {f"m{i}-s{seed}": _labelled(rng, 3 * n, noise, y.copy())[1] for seed in seeds for i, noise in
+             enumerate(noises)}  # fmt: skip
+    parts = {"val": slice(0, n), "public": slice(n, 2 * n), "private": slice(2 * n, 3 * n)}
+    sets = {part: {m: p[rows] for m, p in probs.items()} for part, rows in parts.items()}
+    return sets, {part: y[rows] for part, rows in parts.items()}
+
+
+def test_shift_moves_public_takes_the_step_around_the_chosen_shift_over_seeds():
+    rng = np.random.default_rng(10)
+    sets, labels = _sets(rng, seeds=(0, 1))
+    result = findings.shift_moves_public(sets, labels, _replicates(sets, labels, (0, 1)), (0.34, 0.36), 0.02)
+    assert result.verdict in (findings.REPRODUCED, findings.NOT_REPRODUCED)
+    assert result.numbers["seeds"] == 2 and result.interval_over.startswith("2 training seeds")
+    assert [d["what"] for d in result.deciding][:2] == ["public, shift +0.02", "private, shift +0.02"]
+    assert result.estimate == result.deciding[0]["estimate"]
+    crosses = result.low > 0 or result.high < 0
+    assert (result.verdict == findings.REPRODUCED) <= crosses  # reproduced only when the move excludes 0
+
+
+def test_equal_weights_shows_public_and_private_and_follows_their_signs():
+    rng = np.random.default_rng(11)
+    sets, labels = _sets(rng)
+    reps = _replicates(sets, labels)
+    result = findings.equal_weights_public_private(sets, labels, reps)
+    private, public = result.deciding
+    assert (private["what"], public["what"]) == ("private", "public")
+    expected = public["high"] < 0 and private["low"] > 0  # lower on public, higher on private: the claim
+    assert result.verdict == (findings.REPRODUCED if expected else findings.NOT_REPRODUCED)
+    assert result.estimate == private["estimate"]
+    # the chosen ensemble scored against itself: both changes 0, so not reproduced
+    itself = [dataclasses.replace(r, equal=(r.weights, r.threshold)) for r in reps]
+    same = findings.equal_weights_public_private(sets, labels, itself)
+    assert same.verdict == findings.NOT_REPRODUCED and same.estimate == 0
+
+
+def test_fine_tuning_verdict_flips_when_the_gain_crosses_zero():
+    rng = np.random.default_rng(12)
+    y, _ = _labelled(rng, 400, 0.1)
+    table = _table([0, 1])
+    base = {m: _labelled(rng, 400, 0.3, y.copy())[1] for m in table["model"]}
+    better = base | {m: _labelled(rng, 400, 0.1, y.copy())[1] for m in base if m.endswith("-C")}
+    worse = base | {m: _labelled(rng, 400, 0.6, y.copy())[1] for m in base if m.endswith("-C")}
+    up, down = findings.fine_tuning_raises(table, better, y), findings.fine_tuning_raises(table, worse, y)
+    assert up.low > 0 and up.verdict == findings.REPRODUCED
+    assert down.high < 0 and down.verdict == findings.NOT_REPRODUCED

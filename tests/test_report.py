@@ -383,6 +383,30 @@ def test_findings_section_shows_each_verdict_from_the_file(fake_run):
     assert "In all: 2 not reproduced, 1 not testable." in text
 
 
+def test_the_conclusion_states_the_verdicts_the_findings_section_gives(fake_run):
+    path = fake_run / "results" / "findings.json"
+    raw = json.loads(path.read_text())
+    for verdicts in ([REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE], [NOT_REPRODUCED] * 3, [REPRODUCED] * 3):
+        for finding, verdict in zip(raw["findings"], verdicts):
+            finding["verdict"] = verdict
+        path.write_text(json.dumps(raw))
+        text = _text(render_report(fake_run).read_text())
+        findings = text.split("5. Findings of the original, re-tested")[1].split("6. Beyond the original")[0]
+        conclusion = text.split("this run reproduces")[1].split("The reasons and intervals")[0]
+        reproduced = [f["claim"] for f in raw["findings"] if f["verdict"] == REPRODUCED]
+        assert conclusion.strip().startswith(f"{len(reproduced)} of {len(raw['findings'])}")
+        for finding in raw["findings"]:  # each claim in the conclusion under the verdict the section gives it
+            claim = finding["claim"].rstrip(".")
+            claim = claim[:1].lower() + claim[1:]
+            assert finding["verdict"] in findings
+            if finding["verdict"] == REPRODUCED:
+                assert claim in conclusion.split("Not reproduced")[0].split("Not testable")[0]
+            elif finding["verdict"] == NOT_REPRODUCED:
+                assert claim in conclusion.split("Not reproduced:")[1].split("Not testable")[0]
+            else:
+                assert claim in conclusion.split("Not testable here:")[1]
+
+
 def test_shift_and_threshold_sentences_follow_their_files(fake_run):
     text = _text(render_report(fake_run).read_text())
     assert "On validation the best shift among all swept was 0.380" in text

@@ -3,8 +3,11 @@
 The report (SPEC.md, "What the report did", items 5-6) weights each model by its
 validation macro F1 minus a shift of 0.34, averages the predicted probabilities
 with those weights and thresholds the average. This module computes the weights,
-the averages, the sweep over the shift and the table that compares single models
-and ensembles (the threshold choices are :mod:`hpa_utils.evaluation.thresholds`).
+the averages, the sweep over the shift, the shift at the original's position on the
+members' F1 scale (:func:`original_position_shift`), the greedy forward selection of
+Caruana et al. (:func:`greedy_selection`), the table that compares single models and
+ensembles, and the validation winner that becomes the submission
+(:func:`validation_winner`; the threshold choices are :mod:`hpa_utils.evaluation.thresholds`).
 
 Numpy/pandas only; nothing here reads files: callers pass arrays in. Probabilities
 are (N, C) arrays; a set of models is a dict ``name -> (N, C) array``.
@@ -14,17 +17,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from hpa_utils.evaluation.metrics import binarize, macro_f1
-from hpa_utils.evaluation.thresholds import best_global_threshold
+from hpa_utils.evaluation.thresholds import DEFAULT_THRESHOLD_GRID, best_global_threshold
 
 #: The report's shift: weight = validation F1 - 0.34.
 DEFAULT_SHIFT = 0.34
+#: The validation F1 of the report's fine-tuned models (lowest, highest), which its shift of 0.34 was placed below.
+ORIGINAL_F1_SPAN = (0.42, 0.47)
+#: Greedy forward selection: at most this many additions after the first model.
+GREEDY_STEPS = 20
 #: Shifts swept by :func:`shift_sweep`: 0.30, 0.31, ..., 0.40 (0.34 and 0.36 exactly).
 DEFAULT_SHIFTS = np.round(np.arange(0.30, 0.401, 0.01), 2)
 
@@ -210,12 +217,22 @@ def shift_sweep(
 
 
 def select_models(
-    val_f1: Mapping[str, float] | pd.Series, k: int | None = None, min_f1: float | None = None
+    val_f1: Mapping[str, float] | pd.Series,
+    k: int | None = None,
+    min_f1: float | None = None,
+    groups: Mapping[str, Hashable] | None = None,
 ) -> list[str]:
     """Choose ensemble members from their validation F1 alone.
 
     Selection never looks at test labels (public/private): choosing members by their test score would
     make that score optimistic. Keeps the ``k`` best by validation F1 and/or those with F1 >= ``min_f1``.
+
+    Args:
+        val_f1: validation F1 per model.
+        k, min_f1: keep the k best, and/or those with F1 >= min_f1.
+        groups: model -> group (e.g. its base variant): at most one model per group, its best by
+            ``val_f1`` (ties: the first in ``val_f1``'s order), before ``k`` and ``min_f1`` apply; so the
+            members are different networks, not successive fine-tuning stages of one.
 
     Returns:
         Model names, best validation F1 first (ties keep the input order).
@@ -226,6 +243,12 @@ def select_models(
         raise ValueError(f"k must be at least 1, got {k}")
     f1, _ = _f1_series(val_f1)
     ranked = f1.iloc[np.argsort(-f1.to_numpy(), kind="stable")]
+    if groups is not None:
+        missing = [str(n) for n in ranked.index if n not in groups]
+        if missing:
+            raise ValueError(f"no group given for model(s) {', '.join(missing)}")
+        first = ~pd.Series([groups[n] for n in ranked.index]).duplicated().to_numpy()
+        ranked = ranked[first]
     if min_f1 is not None:
         ranked = ranked[ranked >= min_f1]
     if k is not None:
@@ -233,11 +256,52 @@ def select_models(
     return list(ranked.index)
 
 
+def original_position_shift(
+    f1_scores: Mapping[str, float] | pd.Series | Sequence[float],
+    original_shift: float = DEFAULT_SHIFT,
+    original_span: tuple[float, float] = ORIGINAL_F1_SPAN,
+) -> float:
+    """The shift placed on the members' F1 scale where the report's 0.34 was on its models' 0.42-0.47.
+
+    The report subtracted 0.34 from models scoring 0.42-0.47: its shift lay
+    ``(0.42 - 0.34) / (0.47 - 0.42) = 1.6`` F1 spans below its lowest model. The same position on the
+    members' scale is::
+
+        shift = min_F1 - (0.42 - 0.34) / (0.47 - 0.42) * (max_F1 - min_F1)
+              = min_F1 - 1.6 * (max_F1 - min_F1)
+
+    so every member keeps a positive weight and the best member's weight is to the worst's as in the report
+    (0.13 / 0.08 = 1.625). A fixed 0.34 means nothing on a run whose models score 0.25-0.30 (no weight is
+    positive) or 0.60-0.70 (nearly equal weights); the position does.
+
+    Degenerate cases: equal scores (no span to place it on) give 0, so weights = F1, all equal; a shift
+    below 0 (the members' scores spread wider than 1.6 spans above 0) is raised to 0, so the weights are the
+    F1 themselves (never F1 plus something).
+
+    Args:
+        f1_scores: the members' validation F1 (the F1 the weights are computed from).
+        original_shift, original_span: the report's shift and its models' (lowest, highest) F1.
+
+    Returns:
+        The shift, rounded to 6 decimals (as :func:`shift_sweep` records its shifts).
+    """
+    f1, _ = _f1_series(f1_scores)
+    low, high = original_span
+    if not high > low:
+        raise ValueError(f"the original span must have its highest F1 above its lowest, got {original_span}")
+    below = (low - original_shift) / (high - low)  # 1.6 for the report: spans of F1 below the lowest model
+    lowest, highest = float(f1.min()), float(f1.max())
+    if highest - lowest <= 1e-12:
+        return 0.0
+    return round(max(0.0, lowest - below * (highest - lowest)), 6)
+
+
 def compare_models(
     probs: Mapping[str, Mapping[str, np.ndarray]],
     labels: Mapping[str, np.ndarray],
     ensembles: Mapping[str, Mapping[str, float] | pd.Series] | None = None,
     threshold: float | np.ndarray | str = 0.5,
+    singles: bool = True,
 ) -> pd.DataFrame:
     """Macro F1 of every single model and of every ensemble on every split, each at its threshold.
 
@@ -248,6 +312,7 @@ def compare_models(
             Use ``{m: 1 for m in models}`` for an equal-weight ensemble.
         threshold: one number for every row, or ``"fit"``: each row's own best global threshold on
             the ``"val"`` split (the same rule for every predictor).
+        singles: False leaves the single models' rows out (the ensembles' rows only).
 
     Returns:
         DataFrame with columns ``name``, ``kind`` ("single"/"ensemble"), ``n_models``, ``threshold`` and
@@ -259,7 +324,7 @@ def compare_models(
     if threshold == "fit" and "val" not in probs:
         raise ValueError("threshold='fit' fits each row's threshold on the 'val' split, which was not given")
     model_names = list(dict.fromkeys(name for split in probs.values() for name in split))
-    predictors = [(name, "single", {name: 1.0}) for name in model_names]
+    predictors = [(name, "single", {name: 1.0}) for name in model_names] if singles else []
     for name, weights in (ensembles or {}).items():
         weights = pd.Series(weights, dtype=np.float64)
         predictors.append((name, "ensemble", weights[weights != 0]))
@@ -355,8 +420,10 @@ def choose_weights(
     Args:
         f1_scores: validation F1 of the chosen models.
         sweep: :func:`shift_sweep` over those models (its ``threshold`` column: each shift's threshold).
-        shift_setting: a number (the report: 0.34), or ``"fit"``: the shift with the best validation
-            F1 in ``sweep`` among those that keep ``min_members`` positive weights (ties: the smallest).
+        shift_setting: a number (the report: 0.34); ``"fit"``: the shift with the best validation
+            F1 in ``sweep`` among those that keep ``min_members`` positive weights (ties: the smallest);
+            ``"original"``: :func:`original_position_shift` of ``f1_scores`` (the report's 0.34 placed on
+            these models' F1 scale; include it in the sweep's shifts to score it exactly).
         min_members: an ensemble has at least this many members (fewer only if fewer models were given).
             A fixed shift that leaves fewer is lowered to the largest swept shift that keeps them, and the
             choice says so in its ``note``; never silently.
@@ -377,7 +444,7 @@ def choose_weights(
     if shift_setting == "fit":
         row = enough.loc[enough["val_f1"].idxmax()]
     else:
-        wanted = float(shift_setting)
+        wanted = original_position_shift(f1) if shift_setting == "original" else float(shift_setting)
         kept = int((f1 > wanted).sum())
         if kept >= need:
             hit = valid[(valid["shift"] - wanted).abs() < 1e-9]
@@ -400,19 +467,252 @@ def choose_weights(
     return WeightChoice(shift=shift, weights=weights, threshold=threshold, note=note)
 
 
+def _grid_f1(y_true: np.ndarray, probabilities: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Macro F1 of ``binarize(probabilities, t)`` for every ``t`` of ``grid`` (ascending) at once: equal to
+    ``[macro_f1(y_true, binarize(probabilities, t)) for t in grid]``, the project's scoring rule included (an
+    image with no class at or above ``t`` gets its most probable class), by counting instead of thresholding
+    once per ``t``: ``p >= grid[g]`` exactly when ``g`` is below ``searchsorted(grid, p, "right")``."""
+    truth = np.asarray(y_true).astype(bool)
+    p = np.asarray(probabilities)
+    n_images, n_classes = p.shape
+    size = len(grid) + 1
+    offsets = size * np.arange(n_classes)
+
+    def at_or_above(index: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """(G, C): per threshold and class, the (weighted) count of images whose ``index`` is above ``g``."""
+        hist = np.bincount((index + offsets).ravel(), weights=weights, minlength=size * n_classes)
+        tail = np.cumsum(hist.reshape(n_classes, size)[:, ::-1], axis=1)[:, ::-1]  # tail[c, j]: index >= j
+        return tail[:, 1:].T
+
+    index = np.searchsorted(grid, p, side="right")  # (N, C): p >= grid[g] for g < index
+    predicted = at_or_above(index)
+    true_positive = at_or_above(index, truth.ravel().astype(np.float64))
+    if n_images:  # the images with no class at or above t (their highest p below t) get their top class
+        top = p.argmax(axis=1)
+        below = np.searchsorted(grid, p.max(axis=1), side="right")  # empty for g >= below
+        cells = top * size + below
+        hits = truth[np.arange(n_images), top].astype(np.float64)
+        for counts, weights in ((predicted, None), (true_positive, hits)):
+            hist = np.bincount(cells, weights=weights, minlength=size * n_classes).reshape(n_classes, size)
+            counts += np.cumsum(hist, axis=1)[:, : size - 1].T.astype(counts.dtype)
+    tp = true_positive.astype(np.float64)
+    denom = truth.sum(axis=0)[None, :] + predicted.astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    return np.array([np.mean(np.ascontiguousarray(row)) for row in f1])
+
+
+def _best_on_grid(y_true: np.ndarray, probabilities: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
+    """(threshold, macro F1) of the best threshold on ``grid``; ties go to the one nearest 0.5, as
+    :func:`~hpa_utils.evaluation.thresholds.best_global_threshold`."""
+    order = np.argsort(grid, kind="stable")
+    grid = grid[order]
+    scores = _grid_f1(y_true, probabilities, grid)
+    best = np.flatnonzero(scores == scores.max())
+    pick = best[np.argmin(np.abs(grid[best] - 0.5))]
+    return float(grid[pick]), float(scores[pick])
+
+
+@dataclass(frozen=True)
+class GreedySelection:
+    """The result of :func:`greedy_selection`.
+
+    Attributes:
+        counts: model -> how many times it was picked, in the order of first pick.
+        history: one row per pick: ``step`` (0: the first model), ``added``, ``n_models`` (distinct models so
+            far), ``size`` (picks so far), ``threshold`` and ``val_f1`` of the ensemble after that pick.
+        threshold: the final ensemble's threshold on validation; ``val_f1`` its validation macro F1.
+        stopped: why the selection stopped: ``"no improvement"`` or ``"max steps"``.
+    """
+
+    counts: pd.Series
+    history: pd.DataFrame
+    threshold: float
+    val_f1: float
+    stopped: str
+
+    @property
+    def weights(self) -> pd.Series:
+        """Model -> count / total count (sums to 1)."""
+        return self.counts / self.counts.sum()
+
+    @property
+    def members(self) -> list[str]:
+        return [str(m) for m in self.counts.index]
+
+
+def greedy_selection(
+    probabilities: Mapping[str, np.ndarray],
+    y_val: np.ndarray,
+    max_steps: int = GREEDY_STEPS,
+    threshold: float | str = "fit",
+    grid: np.ndarray = DEFAULT_THRESHOLD_GRID,
+    tolerance: float = 1e-12,
+) -> GreedySelection:
+    """Greedy forward ensemble selection with replacement, on validation.
+
+    Caruana, Niculescu-Mizil, Crew and Ksikes (2004), "Ensemble selection from libraries of models", ICML:
+    start from the best single model; at each step add, with replacement (a model may be added again, which
+    raises its weight), the model whose addition gives the ensemble (the plain mean of the picks) the best
+    validation macro F1; stop when no addition improves it (by more than ``tolerance``) or after
+    ``max_steps`` additions. Weights = picks per model / total picks. Several top solutions of the Kaggle HPA
+    competition ensembled their models this way.
+
+    Every ensemble is scored at its own best global threshold on validation (``threshold="fit"``: the best of
+    ``grid``, ties nearest 0.5, the comparison's rule) or at a fixed number. The validation score of the
+    result is fitted on validation twice over (the picks and the threshold), so optimistic: compare it on
+    held-out data before trusting a small gain.
+
+    Deterministic: models are tried in the order of their names and a tie keeps the first, so ties go to the
+    model whose name sorts first.
+
+    Args:
+        probabilities: model -> (N, C) validation probabilities.
+        y_val: (N, C) validation labels.
+        max_steps: at most this many additions after the first model (Caruana et al.: until the score stops
+            improving or the library is exhausted; 20 bounds the work and the overfitting).
+        threshold: ``"fit"`` or one global threshold.
+        grid: the thresholds ``"fit"`` searches.
+        tolerance: an addition must raise validation F1 by more than this.
+
+    Returns:
+        A :class:`GreedySelection`.
+    """
+    if not probabilities:
+        raise ValueError("no model probabilities were given: at least one model is required")
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+    if isinstance(threshold, str) and threshold != "fit":
+        raise ValueError(f"threshold must be a number or 'fit', got {threshold!r}")
+    names = sorted(probabilities, key=str)
+    arrays = {name: np.asarray(probabilities[name], dtype=np.float64) for name in names}
+    y_val = np.asarray(y_val)
+    shapes = {name: a.shape for name, a in arrays.items() if a.shape != y_val.shape}
+    if shapes:
+        raise ValueError(f"probabilities must have the labels' shape {y_val.shape}; got {shapes}")
+    grid = np.asarray(grid, dtype=np.float64) if isinstance(threshold, str) else np.array([float(threshold)])
+
+    def best_addition(total: np.ndarray | None, size: int) -> tuple[str, float, float]:
+        best = (names[0], -math.inf, math.nan)
+        for name in names:
+            mean = arrays[name] if total is None else (total + arrays[name]) / (size + 1)
+            cut, score = _best_on_grid(y_val, mean, grid)
+            if score > best[1]:
+                best = (name, score, cut)
+        return best
+
+    first, score, cut = best_addition(None, 0)
+    total, counts = arrays[first].copy(), {first: 1}
+    history = [{"step": 0, "added": first, "n_models": 1, "size": 1, "threshold": cut, "val_f1": score}]
+    stopped = "max steps"
+    for step in range(1, max_steps + 1):
+        name, new_score, new_cut = best_addition(total, step)
+        if not new_score > score + tolerance:
+            stopped = "no improvement"
+            break
+        total += arrays[name]
+        counts[name] = counts.get(name, 0) + 1
+        score, cut = new_score, new_cut
+        history.append(
+            {"step": step, "added": name, "n_models": len(counts), "size": step + 1, "threshold": cut, "val_f1": score}
+        )
+    if max_steps == 0:
+        stopped = "max steps"
+    return GreedySelection(
+        counts=pd.Series(counts, dtype=np.int64),
+        history=pd.DataFrame(history),
+        threshold=cut,
+        val_f1=score,
+        stopped=stopped,
+    )
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The validation winner among candidate predictors (:func:`validation_winner`).
+
+    Attributes:
+        name: the winner; ``val_f1`` its validation macro F1.
+        runner_up: the best of the other candidates (None when there is no other); ``runner_up_f1`` its F1.
+        margin: ``val_f1 - runner_up_f1`` (>= 0; None without a runner-up).
+    """
+
+    name: str
+    val_f1: float
+    runner_up: str | None
+    runner_up_f1: float | None
+    margin: float | None
+
+
+def validation_winner(val_f1: Mapping[str, float] | pd.Series) -> Winner:
+    """The candidate with the best validation macro F1: the predictor validation chooses for the submission.
+
+    Args:
+        val_f1: candidate -> validation macro F1 (each at its own threshold, by the same rule), in order of
+            preference: a tie goes to the earlier (e.g. the best single model before the ensembles: the
+            simpler predictor). NaN scores (a predictor not scored) are skipped.
+
+    Returns:
+        A :class:`Winner`: the winner, the runner-up and the margin between them.
+    """
+    scores = pd.Series(val_f1, dtype=np.float64).dropna()
+    if scores.empty:
+        raise ValueError("no candidate has a validation score")
+    order = np.argsort(-scores.to_numpy(), kind="stable")
+    ranked = scores.iloc[order]
+    name, best = str(ranked.index[0]), float(ranked.iloc[0])
+    if len(ranked) == 1:
+        return Winner(name, best, None, None, None)
+    second = float(ranked.iloc[1])
+    return Winner(name, best, str(ranked.index[1]), second, best - second)
+
+
 def leaderboard_entries(
-    comparison: pd.DataFrame, ensembles: Mapping[str, Mapping[str, float]]
-) -> list[tuple[str, str, dict[str, float]]]:
-    """The submissions of the leaderboard table: every ensemble, then the best single model on
-    validation (chosen on validation only). Each entry: (file stem, the comparison row's name,
-    description, model -> weight); the first is the run's submission."""
-    entries = []
-    for index, (name, members) in enumerate(ensembles.items()):
-        stem = "submission" if index == 0 else "ensemble_" + "".join(c if c.isalnum() else "_" for c in name).strip("_")
-        count = sum(1 for w in members.values() if w > 0)
-        entries.append((stem, name, f"{name}: {count} model{'s' if count != 1 else ''}", dict(members)))
+    comparison: pd.DataFrame, ensembles: Mapping[str, Mapping[str, float]], submitted: str | None = None
+) -> list[tuple[str, str, str, dict[str, float]]]:
+    """The submissions of the leaderboard table: the submitted predictor first (the run's
+    ``submission.csv``), then every other ensemble, then the best single model on validation unless it is
+    the one submitted (all chosen on validation only). Each entry: (file stem, the comparison row's name,
+    description, model -> weight).
+
+    Args:
+        comparison: :func:`compare_models`' table (``kind``, ``name``, ``val_f1``; a boolean ``submitted``
+            column marks the submitted row when ``submitted`` is None).
+        ensembles: ensemble name -> weights, as given to :func:`compare_models`.
+        submitted: the comparison row's name of the predictor to submit; None: the row marked in the
+            ``submitted`` column, else the first ensemble.
+    """
     singles = comparison[comparison["kind"] == "single"]
-    if not singles.empty:
-        best = singles.loc[singles["val_f1"].idxmax(), "name"]
-        entries.append((f"single_{best}", best, f"best single model on validation: {best}", {best: 1.0}))
+    best = singles.loc[singles["val_f1"].idxmax(), "name"] if not singles.empty else None
+    if submitted is None and "submitted" in comparison.columns:
+        marked = comparison.loc[comparison["submitted"].fillna(False).astype(bool), "name"]
+        submitted = str(marked.iloc[0]) if not marked.empty else None
+    chosen_on_validation = submitted is not None
+    if submitted is None:
+        submitted = next(iter(ensembles), best)
+    if submitted not in ensembles and submitted not in set(singles["name"]):
+        raise ValueError(f"the submitted predictor {submitted!r} is neither an ensemble nor a single model")
+
+    def describe(name, members, single):
+        if single:
+            return f"best single model on validation: {name}"
+        count = sum(1 for w in members.values() if w > 0)
+        return f"{name}: {count} model{'s' if count != 1 else ''}"
+
+    entries = []
+    candidates = [(name, dict(members), False) for name, members in ensembles.items()]
+    if best is not None:
+        candidates.append((best, {best: 1.0}, True))
+    if submitted not in ensembles and submitted != best:
+        candidates.append((submitted, {submitted: 1.0}, True))
+    for name, members, single in sorted(candidates, key=lambda c: c[0] != submitted):  # the submitted first
+        if name == submitted:
+            stem, description = "submission", describe(name, members, single)
+            description += " (submitted: best on validation)" if chosen_on_validation else ""
+        elif single:
+            stem, description = f"single_{name}", describe(name, members, single)
+        else:
+            stem = "ensemble_" + "".join(c if c.isalnum() else "_" for c in name).strip("_")
+            description = describe(name, members, single)
+        entries.append((stem, name, description, members))
     return entries

@@ -11,7 +11,7 @@ import pandas as pd
 
 from hpa_utils.config.stages import BASE, STAGE_ORDER, stage_rank
 from hpa_utils.reporting.results import ORIGINAL_REPORT, has_columns, to_number
-from hpa_utils.studies.ensemble import CHOSEN, EQUAL_ALL, SINGLE
+from hpa_utils.studies.ensemble import CHOSEN, EQUAL_ALL, SINGLE, SUBMISSION_CANDIDATES
 
 
 def _row_at(df: pd.DataFrame, column: str, value: float) -> pd.Series | None:
@@ -90,6 +90,84 @@ def _comparison_facts(comparison: pd.DataFrame | None) -> dict | None:
         "n_beat": sum(r["gain"] > 0 for r in rows),
         "best_ensemble": max(rows, key=lambda r: r["val"]),
         "equal_all": equal[0] if equal else None,
+    }
+
+
+def _best(rows: list) -> pd.Series:
+    """The row with the best validation F1; a tie goes to the earlier (the simpler predictor)."""
+    best = max(float(row["val_f1"]) for row in rows)
+    return next(row for row in rows if float(row["val_f1"]) == best)
+
+
+def _submission_facts(comparison: pd.DataFrame | None, summary) -> dict | None:
+    """Which predictor the submission is, chosen on validation among the best single model and the ensembles
+    (each at its own threshold), and its margin over the runner-up: every number from the stored comparison.
+
+    A run that recorded its choice (``ensemble.json``'s ``submitted``, or the comparison's ``submitted``
+    column) gives the winner and runner-up it chose; an older run gives the validation winner among its rows
+    (``recorded`` False) and, in ``written``, the weighted ensemble its ``submission.csv`` holds (such runs
+    submitted it whatever validation said). None without a comparison table.
+    """
+    if not has_columns(comparison, "name", "role", "val_f1"):
+        return None
+    df = comparison.dropna(subset=["val_f1"])
+    singles = df[df["role"] == SINGLE]
+    candidates = [] if singles.empty else [singles.loc[singles["val_f1"].idxmax()]]
+    rank = {role: i for i, role in enumerate(SUBMISSION_CANDIDATES)}
+    others = df[df["role"] != SINGLE]
+    candidates += [row for _, row in sorted(others.iterrows(), key=lambda kv: rank.get(kv[1]["role"], len(rank)))]
+    if not candidates:
+        return None
+    by_name = {str(row["name"]): row for row in candidates}
+    stored = getattr(summary, "submitted", None) or {}
+    marked = df.loc[df["submitted"].astype(str).str.lower().isin(["true", "1"]), "name"] if "submitted" in df else []
+    if stored.get("name") in by_name:
+        winner, recorded = by_name[stored["name"]], True
+    elif len(marked) and str(marked.iloc[0]) in by_name:
+        winner, recorded = by_name[str(marked.iloc[0])], True
+    else:  # an older run: the validation winner
+        winner, recorded = _best(candidates), False
+    rest = [row for row in candidates if row["name"] != winner["name"]]
+    runner = by_name.get(stored.get("runner_up")) if recorded and stored.get("runner_up") in by_name else None
+    if runner is None and rest:
+        runner = _best(rest)
+
+    def describe(row) -> dict:
+        return {
+            "name": str(row["name"]),
+            "role": str(row["role"]),
+            "n_models": to_number(row.get("n_models")),
+            "threshold": to_number(row.get("threshold")),
+            "val": float(row["val_f1"]),
+            "public": to_number(row.get("public_f1")),
+            "private": to_number(row.get("private_f1")),
+        }
+
+    chosen = next((row for row in candidates if row["role"] == CHOSEN), None)
+    return {
+        **describe(winner),
+        "recorded": recorded,
+        "runner_up": describe(runner) if runner is not None else None,
+        "margin": float(winner["val_f1"] - runner["val_f1"]) if runner is not None else None,
+        "n_candidates": len(candidates),
+        "written": describe(chosen) if not recorded and chosen is not None else None,
+    }
+
+
+def _greedy_facts(greedy: dict | None) -> dict | None:
+    """The greedy ensemble as ``ensemble.json`` stores it, its members by weight (largest first)."""
+    if not greedy or not greedy.get("weights"):
+        return None
+    counts = greedy.get("counts") or {}
+    members = sorted(greedy["weights"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return {
+        "members": [{"name": name, "weight": weight, "count": counts.get(name)} for name, weight in members],
+        "picks": sum(counts.values()) if counts else None,
+        "steps": greedy.get("steps"),
+        "max_steps": greedy.get("max_steps"),
+        "stopped": greedy.get("stopped"),
+        "val": to_number(greedy.get("val_f1")),
+        "threshold": to_number(greedy.get("threshold")),
     }
 
 
@@ -212,8 +290,12 @@ def report_facts(results: dict) -> dict:
             "val": to_number(summary.val_f1),
             "public": to_number(summary.public_f1),
             "private": to_number(summary.private_f1),
+            "member_rule": summary.member_rule,
+            "original_position": summary.original_position,
+            "greedy": _greedy_facts(summary.greedy),
         }
     comparison = _comparison_facts(results.get("ensemble_comparison"))
+    submission = _submission_facts(results.get("ensemble_comparison"), summary)
     gain = None
     if comparison:  # the run's ensemble: the chosen one, else the first one
         rows = comparison["ensembles"]
@@ -243,6 +325,7 @@ def report_facts(results: dict) -> dict:
         "models": models,
         "ensemble": ens,
         "comparison": comparison,
+        "submission": submission,
         "gain": gain,
         "shift": _shift_facts(results.get("shift_sweep"), ens["shift"] if ens else None),
         "thresholds": _threshold_facts(results.get("thresholds")),
@@ -328,6 +411,7 @@ def _findings_facts(raw: dict | None) -> dict | None:
     findings = (raw or {}).get("findings")
     if not findings:
         return None
+    findings = [{"deciding": [], **finding} for finding in findings]  # a run before the deciding numbers
     by_key = {f["key"]: f for f in findings}
     counts = {}
     for finding in findings:
@@ -344,3 +428,60 @@ def flat_config(config: dict, prefix: str = "") -> dict:
         else:
             flat[prefix + key] = value
     return flat
+
+
+def pointing_facts(summary, pointing: pd.DataFrame | None) -> dict | None:
+    """The pointing game against its baselines, as the report states it: None for a run that stored no
+    baselines (``results/beyond.json`` of an older run, or real data).
+
+    ``rows``: per map (Grad-CAM, uniform, cell stains, green channel, as stored), its name, lift, peak-on-pattern
+    rate and the chance level of the peak; ``lift`` and ``peak``: the paired intervals of Grad-CAM minus the
+    cell-stain map; ``verdict``: as the study read it from the lift interval; ``best`` and ``worst``: the first
+    class of each shown (chosen by the study's pointing score) with its row of ``results/beyond_pointing.csv``.
+    """
+    point = getattr(summary, "pointing", None) or {}
+    baselines = point.get("baselines")
+    vs = point.get("vs_cellstain") or {}
+    if not baselines or not vs.get("lift") or not point.get("verdict"):
+        return None
+    names = point.get("names") or {}
+    chance = to_number(point.get("peak_chance"))
+    rows = [
+        {
+            "key": key,
+            "name": names.get(key, key),
+            "lift": to_number(values.get("lift")),
+            "peak": to_number(values.get("peak")),
+            "chance": chance,
+        }
+        for key, values in baselines.items()
+    ]
+
+    def class_row(classes) -> dict | None:
+        if not classes or not has_columns(pointing, "class", "name", "lift", "lift_cellstain", "lift_vs_cellstain"):
+            return None
+        hits = pointing[pointing["class"] == classes[0]].dropna(subset=["lift_vs_cellstain"])
+        if hits.empty:
+            return None
+        row = hits.iloc[0]
+        return {
+            "name": str(row["name"]),
+            "score": float(row["lift_vs_cellstain"]),
+            "lift": float(row["lift"]),
+            "lift_cellstain": float(row["lift_cellstain"]),
+            "maps": int(row["maps"]) if "maps" in row.index else None,
+        }
+
+    return {
+        "rows": rows,
+        "maps": point.get("maps"),
+        "threshold": to_number(point.get("threshold")),
+        "lift": vs["lift"],
+        "peak": vs.get("peak"),
+        "verdict": point["verdict"],
+        "verdict_peak": point.get("verdict_peak"),
+        "shown_by_score": point.get("shown_by") == "pointing score",
+        "shown_from": point.get("shown_from"),
+        "best": class_row(getattr(summary, "gradcam_best", None)),
+        "worst": class_row(getattr(summary, "gradcam_worst", None)),
+    }

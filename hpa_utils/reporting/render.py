@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from hpa_utils.data.labels import N_TRAIN_KAGGLE
 from hpa_utils.io import write_atomic
-from hpa_utils.reporting.facts import flat_config, report_facts
+from hpa_utils.reporting.facts import flat_config, pointing_facts, report_facts
 from hpa_utils.reporting.results import (
     CONTEXT_SCORES,
     ORIGINAL_REPORT,
@@ -281,13 +281,18 @@ def _context_tables(results: dict, root: Path | None = None) -> dict:
         if "kaggle_count" in counts.columns:
             counts["kaggle_share"] = counts["kaggle_count"] / N_TRAIN_KAGGLE
     pointing = results.get("beyond_pointing")
+    point_facts = pointing_facts(results.get("beyond"), pointing)
     if has_columns(pointing, "name", "maps"):
         shown = ["name", "val_images", "val_f1", "maps", "mass_on_pattern", "pattern_share", "lift", "peak_on_pattern"]
+        if has_columns(pointing, "lift_cellstain"):  # with the baselines: lifts, then peak rates and their chance
+            shown = ["name", "val_images", "val_f1", "val_predicted", "maps", "lift", "lift_cellstain", "lift_green"]
+            shown += ["lift_vs_cellstain", "peak_on_pattern", "peak_cellstain", "peak_green", "peak_chance"]
         pointing = pointing[pointing["maps"] > 0][[c for c in shown if c in pointing.columns]]
     seeds = to_number(params.get("train.seeds"))
     return {
         "n_seeds": int(seeds) if seeds else 1,
         "pointing_table": pointing if pointing is not None else "beyond_pointing",
+        "pointing_facts": point_facts,
         "params_list": params_list,
         "notebooks": notebooks,
         "class_table": counts if counts is not None else "class_counts",

@@ -1,8 +1,16 @@
 """The ensemble study (notebook 04): every model's predictions, the F1-weighted ensemble with its
-shift and threshold, the report's comparisons, the threshold study, the submission and the leaderboard.
+shift and threshold, the greedy ensemble, the report's comparisons, the threshold study, the submission and
+the leaderboard.
 
-Every choice (members, shift, threshold) is made on validation only; test labels (the synthetic
-dataset's ``solution.csv``, split into Kaggle's public and private parts) are only used to score.
+The weighted ensemble follows the report's rule (weight = validation F1 at the training threshold minus a
+shift) over members that are different networks: at most one per base variant, its best stage. The greedy
+ensemble is Caruana et al.'s forward selection over every model. The submission is what validation chooses
+among the best single model, the weighted ensemble, the greedy ensemble and equal weights over all models,
+each at its own best global threshold on validation (the comparison's rule).
+
+Every choice (members, shift, threshold, the submitted predictor) is made on validation only; test labels
+(the synthetic dataset's ``solution.csv``, split into Kaggle's public and private parts) are only used to
+score.
 :func:`run_ensemble_study` writes the tables under ``results/`` and ``results/ensemble.json``, and
 returns an :class:`EnsembleStudy`; :meth:`EnsembleSummary.from_dict` reads ``ensemble.json`` back for the report.
 """
@@ -25,9 +33,17 @@ from hpa_utils.original import ORIGINAL_REPORT
 from hpa_utils.studies import findings
 from hpa_utils.studies.training import run_models, training_data
 
-#: The ``role`` of each row of the comparison table (the report reads these, never the row's name).
-SINGLE, CHOSEN, EQUAL_ALL = "single", "chosen", "equal_all"
-ENSEMBLE_NAMES = {CHOSEN: "weighted (chosen)", EQUAL_ALL: "equal weights (all models)"}
+#: The ``role`` of each row of the comparison table (the report reads these, never the row's name): the single
+#: models, the F1-weighted ensemble (``chosen``: its shift chosen by ``ensemble.shift``), the greedy ensemble
+#: and equal weights over all models.
+SINGLE, CHOSEN, GREEDY, EQUAL_ALL = "single", "chosen", "greedy", "equal_all"
+ENSEMBLE_NAMES = {
+    CHOSEN: "weighted (chosen)",
+    GREEDY: "greedy forward selection",
+    EQUAL_ALL: "equal weights (all models)",
+}
+#: The candidates for the submission, in order of preference on a tie (the simpler predictor first).
+SUBMISSION_CANDIDATES = (SINGLE, CHOSEN, GREEDY, EQUAL_ALL)
 #: The shifts the report compared (its public score moved by 0.02 between them), marked in the sweep figure.
 REPORT_SHIFTS = (0.34, 0.36)
 TRAINING_THRESHOLD = 0.5  # the models' F1 during training, and the weights' F1
@@ -35,6 +51,13 @@ TRAINING_THRESHOLD = 0.5  # the models' F1 during training, and the weights' F1
 MIN_MEMBERS = 2
 #: The original report's shift, reported beside the chosen one.
 ORIGINAL_SHIFT = 0.34
+#: How the weighted ensemble's members are chosen (``ensemble.json``'s ``member_rule``; ``k``: ensemble.top_k).
+MEMBER_RULE = (
+    "the best stage of each base variant by validation macro F1 (each model at its own threshold), then the {k} "
+    "best of those"
+)
+#: Greedy forward selection: at most this many additions after the best single model.
+GREEDY_STEPS = ensemble.GREEDY_STEPS
 
 
 @dataclass
@@ -57,6 +80,17 @@ class EnsembleSummary:
     scoring_rule: str | None = None
     per_class_vs_global: dict | None = None
     seeds: list[int] | None = None  # the training seeds, each with its own ensemble; this one is the run's seed's
+    #: how the members were chosen, as the report states it
+    member_rule: str | None = None
+    #: the sweep's row at the original's position on the members' F1 scale (``original_position_shift``)
+    original_position: dict | None = None
+    #: the greedy ensemble: weights, counts, steps, why it stopped, threshold and validation F1
+    greedy: dict | None = None
+    #: the predictor submitted (``submission.csv``), chosen on validation among the candidates: name, role,
+    #: n_models, threshold, val/public/private F1, and the runner-up's name, role and validation F1
+    submitted: dict | None = None
+    #: the submitted predictor's validation F1 minus the runner-up's
+    submitted_margin: float | None = None
 
     @classmethod
     def from_dict(cls, raw: dict) -> EnsembleSummary:
@@ -72,8 +106,9 @@ class EnsembleStudy:
         scored_on: labelled set ("val", "public", "private") -> number of images.
         models: per model: val_f1 (threshold 0.5), selected, weight.
         sweep: the shift sweep over the chosen models (``results/shift_sweep.csv``).
-        comparison: every single model and both ensembles on every labelled set, at the chosen
-            threshold (``results/ensemble_comparison.csv``; ``role``: single / chosen / equal_all).
+        comparison: every single model and the three ensembles on every labelled set, each at its own
+            threshold (``results/ensemble_comparison.csv``; ``role``: single / chosen / greedy / equal_all;
+            ``submitted``: the row written as ``submission.csv``).
         thresholds: the threshold study (``results/thresholds.csv``; ``key``: fixed / global / per_class).
         per_class_f1: the chosen ensemble's F1 per class on validation; ``train_counts`` the training images
             per class.
@@ -148,7 +183,9 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     val_f1 = ensemble.model_f1_scores(sets["val"], labels["val"], threshold=TRAINING_THRESHOLD)
 
     replicates = {
-        int(seed): _replicate(config, int(seed), list(rows["model"]), sets, labels, val_f1)
+        int(seed): _replicate(
+            config, int(seed), list(rows["model"]), sets, labels, val_f1, dict(zip(rows["model"], rows["variant"]))
+        )
         for seed, rows in table.groupby("seed", sort=True)
     }
     run = replicates[config.seed]
@@ -156,11 +193,12 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
                       ("ensemble_members", "members"), ("thresholds", "thresholds")):  # fmt: skip
         save_table(_by_seed({seed: r[key] for seed, r in replicates.items()}), paths.results / f"{name}.csv")
 
-    leaderboard = _submissions(config, source, probs, run["comparison"], run["ensembles"])
+    leaderboard = _submissions(config, source, probs, run["comparison"], run["ensembles"], run["submitted"].name)
     save_table(leaderboard, paths.results / "leaderboard.csv")
     final = run["comparison"].set_index("role").loc[CHOSEN]
-    sweep, choice = run["sweep"], run["choice"]
+    sweep, choice, greedy = run["sweep"], run["choice"], run["greedy"]
     original = sweep[(sweep["shift"] - ORIGINAL_SHIFT).abs() < 1e-9]
+    position = sweep[(sweep["shift"] - run["original_position_shift"]).abs() < 1e-9]
     summary = EnsembleSummary(
         selected=list(run["selected"]),
         weights={m: float(w) for m, w in choice.weights.items()},
@@ -178,6 +216,19 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         scoring_rule=metrics.SCORING_RULE,
         per_class_vs_global=run["per_class_vs_global"],
         seeds=sorted(replicates),
+        member_rule=MEMBER_RULE.format(k=settings.top_k),
+        original_position={k: to_number(v) for k, v in position.iloc[0].items()} if not position.empty else None,
+        greedy={
+            "weights": {m: float(w) for m, w in greedy.weights.items()},
+            "counts": {m: int(c) for m, c in greedy.counts.items()},
+            "steps": int(greedy.counts.sum()) - 1,
+            "max_steps": GREEDY_STEPS,
+            "stopped": greedy.stopped,
+            "threshold": greedy.threshold,
+            "val_f1": greedy.val_f1,
+        },
+        submitted=_submitted_summary(run["comparison"], run["submitted"]),
+        submitted_margin=to_number(run["submitted"].margin),
     )
     write_json_atomic(paths.results / "ensemble.json", asdict(summary))
     retested = _findings(table, paths, sets, labels, [r["replicate"] for r in replicates.values()])
@@ -190,6 +241,7 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
                 "val_f1": val_f1,
                 "selected": val_f1.index.isin(run["selected"]),
                 "weight": weights.reindex(val_f1.index).fillna(0.0),
+                "greedy_weight": greedy.weights.reindex(val_f1.index).fillna(0.0),
             }
         ),
         sweep=sweep,
@@ -216,23 +268,84 @@ def _by_seed(tables: dict) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _validation_winner(comparison: pd.DataFrame, ensembles: dict) -> ensemble.Winner:
+    """The predictor validation chooses for the submission: the best of the best single model and the
+    ensembles by validation F1, each at its own threshold (ties: the earlier of :data:`SUBMISSION_CANDIDATES`).
+    An ensemble that is the same predictor as an earlier candidate (e.g. a greedy selection that kept the best
+    single model alone) is not a candidate of its own, so the runner-up and the margin compare different
+    predictors."""
+    singles = comparison[comparison["role"] == SINGLE].dropna(subset=["val_f1"])
+    candidates: dict[str, float] = {}
+    seen: list[dict] = []
+    for role in SUBMISSION_CANDIDATES:
+        if role == SINGLE:
+            if singles.empty:
+                continue
+            name = str(singles.loc[singles["val_f1"].idxmax(), "name"])
+            weights = {name: 1.0}
+        else:
+            name = ENSEMBLE_NAMES[role]
+            weights = ensembles.get(name)
+            if weights is None:
+                continue
+        total = sum(w for w in weights.values() if w > 0)
+        shares = {m: round(w / total, 12) for m, w in weights.items() if w > 0}
+        if shares in seen:
+            continue
+        seen.append(shares)
+        candidates[name] = float(comparison.loc[comparison["name"] == name, "val_f1"].iloc[0])
+    return ensemble.validation_winner(candidates)
+
+
+def _submitted_summary(comparison: pd.DataFrame, winner: ensemble.Winner) -> dict:
+    """``ensemble.json``'s ``submitted``: the submitted predictor's row of the comparison and its runner-up."""
+    rows = comparison.set_index("name")
+    row = rows.loc[winner.name]
+    return {
+        "name": winner.name,
+        "role": str(row["role"]),
+        "n_models": int(row["n_models"]),
+        "threshold": to_number(row.get("threshold")),
+        "val_f1": to_number(row.get("val_f1")),
+        "public_f1": to_number(row.get("public_f1")),
+        "private_f1": to_number(row.get("private_f1")),
+        "runner_up": winner.runner_up,
+        "runner_up_role": str(rows.loc[winner.runner_up, "role"]) if winner.runner_up is not None else None,
+        "runner_up_val_f1": to_number(winner.runner_up_f1),
+    }
+
+
 def _replicate(
-    config: RunConfig, seed: int, models: list[str], sets: dict, labels: dict, all_val_f1: pd.Series
+    config: RunConfig,
+    seed: int,
+    models: list[str],
+    sets: dict,
+    labels: dict,
+    all_val_f1: pd.Series,
+    variants: dict | None = None,
 ) -> dict:
-    """The ensemble study over one training seed's ``models``: members, shift, threshold, the comparison, the
-    members' table and the threshold study (the tables without their ``seed`` column)."""
+    """The ensemble study over one training seed's ``models`` (``variants``: model -> base variant): members,
+    shift, threshold, the greedy ensemble, the comparison with the submitted predictor, the members' table and
+    the threshold study (the tables without their ``seed`` column)."""
     settings = config.ensemble
     sets = {name: {m: p for m, p in part.items() if m in models} for name, part in sets.items()}
     val_f1 = all_val_f1[all_val_f1.index.isin(models)]
-    # members and weights: validation F1 at the training threshold, the k best, the shift; each shift's
-    # ensemble at its own threshold by the rule it is then scored with (settings.threshold: "fit" or a number)
-    selected = ensemble.select_models(val_f1, k=settings.top_k)
+    # every single model at its own threshold by the comparison's rule: the F1 that chooses between models
+    singles = ensemble.compare_models(sets, labels, threshold=settings.threshold)
+    fitted_f1 = pd.Series(dict(zip(singles["name"], singles["val_f1"])), dtype=np.float64)
+    # members: at most one per base variant (its best stage), the k best variants, both by the comparison's
+    # F1 (the rule that also picks the best single model); weights: the report's rule, validation F1 at the
+    # training threshold minus the shift; each shift's ensemble at its own threshold by the rule it is then
+    # scored with (settings.threshold: "fit" or a number)
+    groups = {m: (variants or {}).get(m, m) for m in fitted_f1.index}
+    selected = ensemble.select_models(fitted_f1, k=settings.top_k, groups=groups)
     chosen_sets = {name: {m: sets[name][m] for m in selected} for name in sets}
+    position = ensemble.original_position_shift(val_f1[selected])  # the report's 0.34, placed on these members
     sweep = ensemble.shift_sweep(
         chosen_sets["val"],
         val_f1[selected],
         labels["val"],
-        shifts=ensemble.sweep_shifts(val_f1[selected]),
+        shifts=np.union1d(ensemble.sweep_shifts(val_f1[selected]), [position]),
         threshold=settings.threshold,
         extra_sets={name: (chosen_sets[name], labels[name]) for name in sets if name != "val"},
     )
@@ -241,24 +354,38 @@ def _replicate(
     p_val = ensemble.weighted_mean(chosen_sets["val"], weights)
     if np.isnan(threshold):  # equal weights (no shift kept two members): the threshold by the same rule
         threshold = ensemble.fit_threshold(labels["val"], p_val, settings.threshold)
+    # Caruana et al.'s greedy forward selection over every model of the seed, on validation
+    greedy = ensemble.greedy_selection(sets["val"], labels["val"], max_steps=GREEDY_STEPS, threshold=settings.threshold)
 
-    # the report's comparison: single models, the weighted ensemble, all models with equal weights; every
-    # predictor at its own threshold by the same rule
-    ensembles = {ENSEMBLE_NAMES[CHOSEN]: dict(weights), ENSEMBLE_NAMES[EQUAL_ALL]: {m: 1.0 for m in models}}
-    comparison = ensemble.compare_models(sets, labels, ensembles, threshold=settings.threshold)
+    # the report's comparison: single models, the weighted ensemble, the greedy ensemble, all models with
+    # equal weights; every predictor at its own threshold by the same rule
+    ensembles = {
+        ENSEMBLE_NAMES[CHOSEN]: dict(weights),
+        ENSEMBLE_NAMES[GREEDY]: dict(greedy.weights),
+        ENSEMBLE_NAMES[EQUAL_ALL]: {m: 1.0 for m in models},
+    }
+    combined = ensemble.compare_models(sets, labels, ensembles, threshold=settings.threshold, singles=False)
+    comparison = pd.concat([singles, combined], ignore_index=True)
     roles = {name: role for role, name in ENSEMBLE_NAMES.items()}
     comparison.insert(
         2,
         "role",
         [roles.get(n, SINGLE) if k == "ensemble" else SINGLE for n, k in zip(comparison["name"], comparison["kind"])],
     )
+    # the submission: what validation chooses among the candidates (a tie: the earlier, the simpler)
+    submitted = _validation_winner(comparison, ensembles)
+    comparison["submitted"] = comparison["name"] == submitted.name
     members = pd.DataFrame(
         {
             "model": selected,
+            "variant": [variants.get(m) for m in selected] if variants else None,
+            "val_f1": [float(fitted_f1[m]) for m in selected],
             "val_f1_at_0.5": [val_f1[m] for m in selected],
             "weight": [float(weights[m]) for m in selected],
         }
     )
+    if not variants:
+        members = members.drop(columns="variant")
     members["share"] = members["weight"] / members["weight"].sum()
 
     # thresholds: fitted on validation, scored on held-out data (the private part, else half of validation)
@@ -282,9 +409,12 @@ def _replicate(
         "selected": selected,
         "sweep": sweep,
         "choice": choice,
+        "original_position_shift": position,
         "threshold": threshold,
         "p_val": p_val,
+        "greedy": greedy,
         "ensembles": ensembles,
+        "submitted": submitted,
         "comparison": comparison,
         "members": members,
         "thresholds": study.drop(columns="thresholds"),
@@ -299,6 +429,8 @@ def _replicate(
             chosen_f1=val_f1[selected],
             sweep=sweep,
             equal=(ensembles[ENSEMBLE_NAMES[EQUAL_ALL]], float(thresholds_by_name[ENSEMBLE_NAMES[EQUAL_ALL]])),
+            shift=float(choice.shift),
+            fitted_val_f1=dict(fitted_f1),
         ),
     }
 
@@ -325,15 +457,16 @@ def _findings(table, paths, sets, labels, replicates: list) -> list:
     ]
 
 
-def _submissions(config, source, probs, comparison, ensembles) -> pd.DataFrame:
-    """Write every leaderboard entry's submission (the first is the run's ``submission.csv``) and score it,
-    each at the threshold its row of the comparison has (so the two tables agree)."""
+def _submissions(config, source, probs, comparison, ensembles, submitted: str | None = None) -> pd.DataFrame:
+    """Write every leaderboard entry's submission and score it, each at the threshold its row of the comparison
+    has (so the two tables agree). The first is the run's ``submission.csv``: the ``submitted`` predictor (the
+    validation winner); the others are extra submissions under ``results/submissions/``."""
     if "test" not in probs:
         return pd.DataFrame(columns=["submission", "description", "threshold", "public_f1", "private_f1"])
     paths = config.paths
     thresholds = dict(zip(comparison["name"], comparison["threshold"]))
     rows = []
-    for stem, name, description, members in ensemble.leaderboard_entries(comparison, ensembles):
+    for stem, name, description, members in ensemble.leaderboard_entries(comparison, ensembles, submitted):
         path = paths.submission if stem == "submission" else paths.results / "submissions" / f"{stem}.csv"
         p_test = ensemble.weighted_mean({m: probs["test"][m] for m in members}, members)
         submission.make_submission(source.sample_submission, source.test_ids, p_test, thresholds[name], path)

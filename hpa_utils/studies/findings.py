@@ -36,6 +36,10 @@ from hpa_utils.evaluation.metrics import binarize, per_image_log_loss
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable"
 #: The model-level threshold: the models' validation F1 during training, as the original reported it.
 MODEL_THRESHOLD = 0.5
+#: Overfitting shows over a stage's epochs: at least this many in stage B or C to test it.
+MIN_STAGE_EPOCHS = 2
+#: Epochs at the end of a base model's history whose validation F1 slope says whether it was still improving.
+SLOPE_EPOCHS = 3
 
 
 @dataclass
@@ -53,9 +57,16 @@ class Finding:
     high: float | None = None
     interval_over: str = ""
     numbers: dict = field(default_factory=dict)
+    #: the numbers that decide the verdict when there are several (what, estimate, low, high), first the one
+    #: ``estimate`` holds; empty when ``estimate`` alone decides
+    deciding: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _numbers(interval: Interval) -> dict:
+    return {"estimate": interval.estimate, "low": interval.low, "high": interval.high, "seeds": interval.n_seeds}
 
 
 def _with(interval: Interval, over: str) -> dict:
@@ -86,6 +97,10 @@ class Replicate:
     chosen_f1: pd.Series
     sweep: pd.DataFrame
     equal: tuple[Mapping[str, float], float]
+    shift: float | None = None  # the chosen ensemble's shift
+    #: each single model's validation F1 at its own threshold (the comparison's val_f1): the rule that picks the
+    #: best single model, and the ensemble's best member
+    fitted_val_f1: Mapping[str, float] = field(default_factory=dict)
 
 
 def _side(interval: Interval, expected_sign: int, what: str) -> tuple[bool, str]:
@@ -105,7 +120,8 @@ def _verdict(ok: bool) -> str:
 def still_improving(
     histories: Mapping[str, pd.DataFrame], original_epochs: int, seeds: Mapping[str, int] | None = None
 ) -> Finding:
-    """Base models still improving when training stopped: mean last-quarter gain of validation macro F1
+    """Base models still improving when training stopped: the slope of each base model's validation macro F1
+    over its last :data:`SLOPE_EPOCHS` epochs (least squares, F1 per epoch), averaged over the base models
     (``seeds``: each model's training seed, for an interval over seeds, then models)."""
     claim = "The base models were still improving when training stopped."
     original = f"validation F1 ended around 0.30-0.35 after {original_epochs} epochs, some curves still rising"
@@ -114,23 +130,26 @@ def still_improving(
         f1 = frame["val_macro_f1"].to_numpy(dtype=np.float64)
         if len(f1) < 2:
             continue
-        k = max(1, round(len(f1) / 4))
-        gains.append(f1[-1] - f1[-1 - k])
-        spans.append(k)
+        last = f1[-SLOPE_EPOCHS:]
+        gains.append(float(np.polyfit(np.arange(len(last)), last, 1)[0]))
+        spans.append(len(last))
         groups.append((seeds or {}).get(name, 0))
     epochs = max((len(f) for f in histories.values()), default=0)
     test = (
-        f"gain of each base model's validation macro F1 (threshold {MODEL_THRESHOLD}) over its last "
-        f"{max(spans) if spans else 1} of {epochs} epochs, averaged over the base models"
+        f"slope of each base model's validation macro F1 (threshold {MODEL_THRESHOLD}; least squares, F1 per epoch) "
+        f"over its last {max(spans) if spans else 1} of {epochs} epochs, averaged over the base models"
     )
     if len(gains) < 2:
         return Finding(
             "still_improving", claim, original, test, NOT_TESTABLE, "fewer than two base models with two epochs"
         )
     interval = mean_interval(np.array(gains), groups=groups)
-    ok, why = _side(interval, +1, "mean gain")
+    ok, why = _side(interval, +1, "mean slope")
     rising = int(sum(g > 0 for g in gains))
-    why += f"; {rising} of {len(gains)} base models rose. This run stopped at epoch {epochs}, not {original_epochs}."
+    why += (
+        f"; {rising} of {len(gains)} base models were rising. This run stopped at epoch {epochs}, not "
+        f"{original_epochs}: a model still rising at epoch {epochs} says little about epoch {original_epochs}."
+    )
     return Finding(
         "still_improving", claim, original, test, _verdict(ok), why,
         numbers={"rising": rising, "models": len(gains), "epochs": epochs}, **_with(interval, "base models"),
@@ -193,6 +212,20 @@ def later_stages_overfit(
     )
     if not pairs:
         return Finding("later_stages_overfit", claim, original, test, NOT_TESTABLE, "no base model has stages A and C")
+    head_epochs = {
+        stage: int(models.loc[models["stage"].astype(str) == stage, "epochs"].max())
+        for stage in ("B", "C")
+        if "epochs" in models.columns and (models["stage"].astype(str) == stage).any()
+    }
+    if head_epochs and max(head_epochs.values()) < MIN_STAGE_EPOCHS:
+        shown = ", ".join(f"{stage} {n}" for stage, n in head_epochs.items())
+        return Finding(
+            "later_stages_overfit", claim, original, test, NOT_TESTABLE,
+            f"stages B and C train {shown} epoch(s): overfitting shows over a stage's epochs (validation loss rising "
+            f"while training loss falls), which needs at least {MIN_STAGE_EPOCHS} epochs in one of them "
+            "(train.stages.epochs; the original trained B 4 and C 2)",
+            numbers={"stage_epochs": head_epochs},
+        )  # fmt: skip
     loss = paired_mean_difference(
         [per_image_log_loss(y_val, p_val[x]) for x, _ in pairs],
         [per_image_log_loss(y_val, p_val[y]) for _, y in pairs],
@@ -221,6 +254,10 @@ def later_stages_overfit(
             "val_f1_change": f1.as_dict(),
             "train_loss_fell": falling,
         },
+        deciding=[
+            {"what": "validation loss change (overfitting: up)", **_numbers(loss)},
+            {"what": "validation macro F1 change (up)", **_numbers(f1)},
+        ],
         **_with(f1, "validation images, paired"),
     )  # fmt: skip
 
@@ -239,21 +276,24 @@ def _scored_set(sets: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[st
 def ensemble_beats_members(
     sets: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray], replicates: list[Replicate]
 ) -> Finding:
-    """The chosen weighted ensemble against its best member (best on validation), paired over images; once
-    per training seed (each seed's ensemble against its own best member)."""
+    """The chosen weighted ensemble against its best member, paired over images; once per training seed (each
+    seed's ensemble against its own best member). The best member is chosen as the best single model is
+    everywhere: by validation F1 at its own fitted threshold (the comparison's ``val_f1``,
+    ``Replicate.fitted_val_f1``; a replicate without it falls back to the weights' F1 at the training threshold)."""
     claim = "The F1-weighted ensemble beats its members."
     original = "public 0.448 and private 0.423 for the ensemble of models 0, 1, 2, 3, 4 and 6 (members not scored)"
     where, probs, y = _scored_set(sets, labels)
     test = (
-        f"macro F1 of the chosen ensemble minus that of its best member (by validation F1), on {where}; each at its "
-        "own best global threshold on validation"
+        f"macro F1 of the chosen ensemble minus that of its best member (by validation F1 at its own threshold, as "
+        f"the best single model is chosen), on {where}; each at its own best global threshold on validation"
     )
     ours, best_members, groups, sizes = [], [], [], []
     for rep in replicates:
         members = [m for m, w in rep.weights.items() if w > 0]
         if len(members) < 2:
             continue
-        best = max(members, key=lambda m: rep.member_val_f1[m])
+        scores = rep.fitted_val_f1 if all(m in rep.fitted_val_f1 for m in members) else rep.member_val_f1
+        best = max(members, key=lambda m: scores[m])
         mean = weighted_mean({m: probs[m] for m in members}, {m: rep.weights[m] for m in members})
         ours.append(binarize(mean, rep.threshold))
         best_members.append((best, binarize(probs[best], rep.member_thresholds[best])))
@@ -281,6 +321,13 @@ def _shift_rows(sweep: pd.DataFrame, pair) -> dict | None:
     return rows
 
 
+def _at_shift(sets, part: str, rep: Replicate, shift: float, row) -> np.ndarray:
+    """The replicate's ensemble at ``shift`` (its members' weights F1 - shift), thresholded as its sweep row says."""
+    weights = weights_from_f1(rep.chosen_f1, shift)
+    used = weights[weights > 0]
+    return binarize(weighted_mean({m: sets[part][m] for m in used.index}, used), float(row["threshold"]))
+
+
 def shift_moves_public(
     sets: Mapping[str, Mapping[str, np.ndarray]],
     labels: Mapping[str, np.ndarray],
@@ -288,53 +335,69 @@ def shift_moves_public(
     pair: tuple[float, float],
     moved: float,
 ) -> Finding:
-    """The ensembles at the original's two shifts (e.g. 0.34 and 0.36), paired over the public images; once
-    per training seed."""
+    """The original's shift step (0.34 to 0.36: 0.02) taken around this run's chosen shift, up and down: the
+    change of the public (and the private) score, paired over the images; once per training seed. The deciding
+    number is the public change for the step up, the original's direction; the others are shown beside it."""
     low_shift, high_shift = pair
+    step = round(high_shift - low_shift, 6)
     claim = f"A shift of {high_shift:g} instead of {low_shift:g} moves the public score by about {moved:g}."
     original = f"shift {low_shift:g} vs {high_shift:g} moved the public score by {moved:g}"
     test = (
-        f"public macro F1 of the ensemble at shift {high_shift:g} minus that at {low_shift:g} (same members, "
-        "each at its own best global threshold on validation)"
+        f"public macro F1 of the ensemble at the chosen shift + {step:g} minus that at the chosen shift (same members, "
+        f"each at its own best global threshold on validation); also - {step:g}, and both on the private images"
     )
     if "public" not in sets:
         return Finding("shift_moves_public", claim, original, test, NOT_TESTABLE, "this run has no public test labels")
-    at_high, at_low, groups, members = [], [], [], {}
+    parts = [part for part in ("public", "private") if part in sets]
+    moves: dict[tuple[int, str], tuple[list, list, list]] = {}  # (direction, part) -> (moved, at centre, seeds)
+    centres = []
     for rep in replicates:
-        rows = _shift_rows(rep.sweep, pair)
-        if rows is None:
+        if rep.shift is None:
             continue
-        predictions = []
-        for shift, row in rows.items():
-            weights = weights_from_f1(rep.chosen_f1, shift)
-            used = weights[weights > 0]
-            mean = weighted_mean({m: sets["public"][m] for m in used.index}, used)
-            predictions.append(binarize(mean, float(row["threshold"])))
-        at_low.append(predictions[0])
-        at_high.append(predictions[1])
-        groups.append(rep.seed)
-        members = members or {f"members_at_{s:g}": int(r["n_models"]) for s, r in rows.items()}
-    if not groups:
-        best = max(float(rep.chosen_f1.max()) for rep in replicates) if replicates else float("nan")
+        centre = round(float(rep.shift), 2)
+        for direction in (+1, -1):
+            other = round(centre + direction * step, 2)
+            rows = _shift_rows(rep.sweep, (centre, other)) if other >= 0 else None
+            if rows is None:
+                continue
+            for part in parts:
+                entry = moves.setdefault((direction, part), ([], [], []))
+                entry[0].append(_at_shift(sets, part, rep, other, rows[other]))
+                entry[1].append(_at_shift(sets, part, rep, centre, rows[centre]))
+                entry[2].append(rep.seed)
+        centres.append(centre)
+    if (+1, "public") not in moves:
+        best = max((float(rep.chosen_f1.max()) for rep in replicates), default=float("nan"))
         return Finding(
             "shift_moves_public", claim, original, test, NOT_TESTABLE,
-            f"no chosen model's validation F1 (best {best:.3f} at threshold {MODEL_THRESHOLD}) is above "
-            f"{max(pair):g}: weight = F1 - shift leaves no member",
+            f"no ensemble is left at the chosen shift + {step:g}: weight = F1 - shift leaves no member above "
+            f"(best model's validation F1 {best:.3f} at threshold {MODEL_THRESHOLD})",
         )  # fmt: skip
-    interval = paired_f1_difference(labels["public"], at_high, at_low, groups=groups)
+    intervals = {
+        key: paired_f1_difference(labels[key[1]], moved_, centre_, groups=seeds)
+        for key, (moved_, centre_, seeds) in moves.items()
+    }
+    interval = intervals[+1, "public"]
     size_ok = interval.excludes_zero() and min(abs(interval.low), abs(interval.high)) <= moved <= max(
         abs(interval.low), abs(interval.high)
     )
     span = f"{interval.estimate:+.3f} (95% interval {interval.low:+.3f} to {interval.high:+.3f})"
+    where = f"from the chosen shift {', '.join(f'{c:g}' for c in sorted(set(centres)))} to {step:g} above it"
     if not interval.excludes_zero():
-        why = f"public change {span}: the interval includes 0, so the shift does not measurably move the score here"
+        why = f"public change {span} {where}: the interval includes 0, so such a step does not measurably move it"
     elif size_ok:
-        why = f"public change {span}: it moves the score, by an amount that includes {moved:g}"
+        why = f"public change {span} {where}: it moves the score, by an amount that includes {moved:g}"
     else:
-        why = f"public change {span}: it moves the score, but the interval excludes a move of {moved:g}"
+        why = f"public change {span} {where}: it moves the score, but the interval excludes a move of {moved:g}"
+    names = {+1: f"+{step:g}", -1: f"-{step:g}"}
+    deciding = [
+        {"what": f"{part}, shift {names[direction]}", **_numbers(iv)}
+        for (direction, part), iv in sorted(intervals.items(), key=lambda kv: (-kv[0][0], kv[0][1] != "public"))
+    ]
     return Finding(
         "shift_moves_public", claim, original, test, _verdict(size_ok), why,
-        numbers={**members, "seeds": len(groups)},
+        numbers={"chosen_shift": centres[0], "step": step, "seeds": interval.n_seeds},
+        deciding=deciding,
         **_with(interval, "public images, paired"),
     )  # fmt: skip
 
@@ -373,5 +436,6 @@ def equal_weights_public_private(
     return Finding(
         "equal_weights", claim, original, test, _verdict(public_ok and private_ok), f"{public_why}; {private_why}.",
         numbers={**{part: interval.as_dict() for part, interval in changes.items()}, "seeds": len(groups)},
+        deciding=[{"what": part, **_numbers(changes[part])} for part in ("private", "public")],
         **_with(changes["private"], "private images, paired"),
     )  # fmt: skip

@@ -201,12 +201,13 @@ TABLES: Mapping[str, Table] = MappingProxyType(
                 "seed": "int",  # the training seed whose models made this row's ensemble
                 "name": "text",
                 "kind": "text",
-                "role": "text",
+                "role": "text",  # single / chosen (the F1-weighted ensemble) / greedy / equal_all
                 "n_models": "count",
                 "threshold": "score",
                 "val_f1": "score",
                 "public_f1": "score",
                 "private_f1": "score",
+                "submitted": "flag",  # the validation winner, written as submission.csv (runs after it was added)
             },
         ),
         "ensemble_members": Table(
@@ -214,7 +215,9 @@ TABLES: Mapping[str, Table] = MappingProxyType(
             {
                 "seed": "int",  # the training seed whose models made this row's ensemble
                 "model": "text",
-                "val_f1_at_0.5": "score",
+                "variant": "int",  # its base variant: one member per variant (runs after that rule)
+                "val_f1": "score",  # at its own fitted threshold, the comparison's rule: what chose it
+                "val_f1_at_0.5": "score",  # at the training threshold: what its weight is computed from
                 "weight": "score",
                 "share": "score",
             },
@@ -274,7 +277,9 @@ TABLES: Mapping[str, Table] = MappingProxyType(
                 "sentence": "text",
             },
         ),
-        # notebook 05's Grad-CAM; maps to lift only on synthetic data (the pointing game needs the patterns)
+        # notebook 05's Grad-CAM; maps to peak_chance only on synthetic data (the pointing game needs the
+        # patterns) and only for the classes the model predicts (val_predicted > 0); the baselines' columns
+        # (lift_cellstain...) only in runs after the baselines were added
         "beyond_pointing": Table(
             "beyond_pointing.csv",
             {
@@ -282,11 +287,18 @@ TABLES: Mapping[str, Table] = MappingProxyType(
                 "name": "text",
                 "val_images": "count",
                 "val_f1": "score",
+                "val_predicted": "count",  # validation images the model predicts the class on (threshold 0.5)
                 "maps": "count",
                 "mass_on_pattern": "score",
                 "pattern_share": "score",
                 "peak_on_pattern": "score",
                 "lift": "score",
+                "lift_cellstain": "score",  # the class-agnostic cell-stain map (red + yellow)
+                "lift_green": "score",  # the green channel: ignores the class, sees every pattern
+                "lift_vs_cellstain": "score",  # the pointing score: Grad-CAM's lift over the cell stains'
+                "peak_cellstain": "score",
+                "peak_green": "score",
+                "peak_chance": "score",  # the uniform map's peak score: the pattern's mean share
             },
         ),
     }
