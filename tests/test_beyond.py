@@ -266,11 +266,23 @@ def test_the_smoke_run_reports_the_ablation_and_grad_cam(smoke_run):
         assert (table[f"d_{split}"] <= table[f"d_{split}_high"] + 1e-12).all()
     assert set(table["verdict"].dropna()) <= {"helps", "hurts", "no clear difference"}
     summary = json.loads((out / "results" / "beyond.json").read_text())
-    assert summary["pointing"]["maps"] > 0 and 0 < summary["pointing"]["pattern_share"] < 1
+    point = summary["pointing"]
+    assert point["maps"] > 0 and 0 < point["pattern_share"] < 1
+    # the pointing game's baselines, and its verdict against the class-agnostic cell-stain map
+    assert set(point["baselines"]) == {"gradcam", "uniform", "cellstain", "green"}
+    uniform = point["baselines"]["uniform"]
+    assert uniform["lift"] == 1.0 and uniform["peak"] == point["peak_chance"]
+    assert point["verdict"] in {"better than", "no better than", "worse than"}
+    low, high = point["vs_cellstain"]["lift"]["low"], point["vs_cellstain"]["lift"]["high"]
+    assert point["verdict"] == ("better than" if low > 0 else "worse than" if high < 0 else "no better than")
+    pointing = pd.read_csv(out / "results" / "beyond_pointing.csv")
+    assert pointing.loc[pointing["val_predicted"] == 0, "maps"].isna().all()  # classes never predicted: left out
+    shown = set(summary["gradcam_best"] + summary["gradcam_worst"])
+    assert point["shown_from"] == "all" or shown <= set(pointing.loc[pointing["val_predicted"] > 0, "class"])
     assert (out / "figures" / "beyond_ablation.png").is_file() and (out / "figures" / "beyond_gradcam.png").is_file()
     html = (out / "report" / "report.html").read_text()
     assert "6. Beyond the original" in html and "7. Discussion" in html
-    assert "Pointing game per class" in html
+    assert "Pointing game per class" in html and f"{point['verdict']} a map that ignores the class</strong>" in html
 
 
 def test_grad_cam_is_the_same_on_tensorflow_and_jax(tmp_path):

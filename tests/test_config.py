@@ -31,7 +31,7 @@ def test_dotted_overrides_reach_nested_sections_and_a_stage():
         ("epochs=3", "'epochs' is ambiguous; write one of train.base.epochs, train.stages.epochs"),
         ("train.base.epochs=six", "preset 'smoke': train.base.epochs must be an integer, got 'six'"),
         ("train.augment=1", "train.augment must be true or false, got 1"),
-        ("ensemble.shift=best", "ensemble.shift must be a finite number or 'fit', got 'best'"),
+        ("ensemble.shift=best", "ensemble.shift must be a finite number or 'fit' or 'original', got 'best'"),
         ("train.variants=[0, x]", r"train.variants\[1\] must be an integer"),
         ("train.stages.epochs={A: 1}", "train.stages.epochs must give the epochs of every stage"),
         ("data.val_fraction=1.5", r"data.val_fraction must be in \(0, 1\), got 1.5"),

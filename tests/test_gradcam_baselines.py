@@ -119,7 +119,9 @@ def test_the_verdict_follows_the_interval_against_the_cell_stain_map():
     assert lift["low"] < 0 < lift["high"] and same["verdict"] == NO_BETTER
     # the interval is paired over the maps, and its estimate is the difference of the two lifts
     base = better["baselines"]
-    assert better["vs_cellstain"]["lift"]["estimate"] == pytest.approx(base["gradcam"]["lift"] - base["cellstain"]["lift"])
+    assert better["vs_cellstain"]["lift"]["estimate"] == pytest.approx(
+        base["gradcam"]["lift"] - base["cellstain"]["lift"]
+    )
     assert better["vs_cellstain"]["lift"]["n_images"] == 200 and set(better["baselines"]) == set(MAPS)
     # the older runs' keys are kept: Grad-CAM's figures at the top level
     assert better["mass_on_pattern"] == pytest.approx(base["gradcam"]["mass"]) and better["maps"] == 200
@@ -180,7 +182,7 @@ def test_the_classes_shown_follow_the_score_then_images_then_id():
 # ----------------------------------------------------------------------------- the report
 
 
-def _new_style_run(tmp_path):
+def _new_style_run(tmp_path, best=(25,), worst=(0,)):
     """The report tests' fake run, with notebook 05's files as a run with the baselines writes them."""
     from test_report import make_fake_run
 
@@ -192,7 +194,7 @@ def _new_style_run(tmp_path):
     point = pointing_summary(_scores(cellstain - 0.08, cellstain), n_resamples=200)
     point.update(shown_by="pointing score", shown_from="predicted", classes_scored=2)  # as run_gradcam adds
     summary["pointing"] = point
-    summary["gradcam_best"], summary["gradcam_worst"] = [25], [0]
+    summary["gradcam_best"], summary["gradcam_worst"] = list(best), list(worst)
     (results / "beyond.json").write_text(json.dumps(summary))
     table = pd.DataFrame(
         {
@@ -236,7 +238,10 @@ def test_the_report_states_the_baselines_and_the_verdict_from_the_stored_numbers
         row = f"{MAPS[key]} {values['lift']:.3f} {values['peak']:.3f} {point['peak_chance']:.3f}"
         assert row in section, row
     assert "highest for Cytosol (2.0: lift 2.0 against 1.0) and lowest for Nucleoplasm (1.25" in section
-    assert "whose maps point at their pattern best (25 Cytosol) and worst (0 Nucleoplasm) against the cell-stain map" in section
+    assert (
+        "whose maps point at their pattern best (25 Cytosol) and worst (0 Nucleoplasm) against the cell-stain map"
+        in section
+    )
     # the per-class table: the predicted classes only, with the baselines' columns
     assert "Cytokinetic bridge" not in section.split("Pointing game per class")[1]
     assert "lift cellstain" in section and "peak chance" in section
@@ -255,3 +260,16 @@ def test_a_run_without_the_baselines_has_no_pointing_facts():
         pointing={"maps": 70, "mass_on_pattern": 0.42, "pattern_share": 0.21, "peak_on_pattern": 0.6, "level": 0.2},
     )
     assert pointing_facts(old, None) is None and pointing_facts(None, None) is None
+
+
+def test_the_report_reads_with_one_class_scored(tmp_path):
+    """A model that predicts one class has a best class and no worst: the sentences say so, no empty list."""
+    from test_report import _text
+
+    from hpa_utils.reporting.render import render_html
+    from hpa_utils.reporting.results import load_results
+
+    out, _ = _new_style_run(tmp_path, best=(25,), worst=())
+    section = _text(render_html(load_results(out), strict=True)).split("6.2 Where the model looks")[1]
+    assert "best (25 Cytosol) against the cell-stain map" in section and "worst ()" not in section
+    assert "on the one class scored for Cytosol (2.0: lift 2.0 against 1.0)." in section

@@ -106,11 +106,15 @@ def test_one_predictor_scores_the_same_in_every_table(smoke_run):
     board = pd.read_csv(out / "leaderboard.csv")
     summary = json.loads((out / "ensemble.json").read_text())
     chosen = comparison[comparison["role"] == "chosen"].iloc[0]
-    equal = comparison[comparison["role"] == "equal_all"].iloc[0]
     singles = comparison[comparison["role"] == "single"]
     best = singles["val_f1"].idxmax()
-    expected = [chosen, equal, comparison.loc[best]]
-    assert len(board) == 3
+    submitted = comparison.index[comparison["submitted"].astype(bool)][0]
+    ensembles = [name for name in comparison.index[comparison["kind"] == "ensemble"] if name != submitted]
+    # the submitted predictor first (validation's choice), then every other ensemble, then the best single model
+    expected = [comparison.loc[name] for name in [submitted, *ensembles, *([best] if best != submitted else [])]]
+    assert len(board) == len(expected) and board["submission"].iloc[0] == "submission.csv"
+    candidates = comparison.loc[[best, *comparison.index[comparison["kind"] == "ensemble"]], "val_f1"]
+    assert comparison.loc[submitted, "val_f1"] == pytest.approx(candidates.max())
     for (_, row), want in zip(board.iterrows(), expected):
         assert row["threshold"] == pytest.approx(want["threshold"])
         assert row["public_f1"] == pytest.approx(want["public_f1"]) and row["private_f1"] == pytest.approx(

@@ -95,7 +95,7 @@ def check_values(config: RunConfig) -> None:
     _in_range(config, "data.val_fraction", config.data.val_fraction, 0, 1, low_open=True, high_open=True)
     if config.ensemble.threshold != "fit":
         _in_range(config, "ensemble.threshold", config.ensemble.threshold, 0, 1, low_open=True, high_open=True)
-    if config.ensemble.shift != "fit":
+    if config.ensemble.shift not in ("fit", "original"):
         _in_range(config, "ensemble.shift", config.ensemble.shift, 0, 1, high_open=True)
     _in_range(config, "synth.test_prior_shift", config.synth.test_prior_shift, 0, 1)
     _in_range(config, "train.oversample_threshold", config.train.oversample_threshold, 0, 1, low_open=True)

@@ -164,8 +164,10 @@ class EnsembleConfig:
     """The weighted ensemble: members, weight shift and threshold (``fit``: chosen on validation)."""
 
     top_k: int = setting(6, "the ensemble takes the k best models on validation (report: 6)")
-    shift: float | Literal["fit"] = setting(
-        "fit", "weight = val F1 - shift; fit: the best shift on validation (report: 0.34)"
+    shift: float | Literal["fit", "original"] = setting(
+        "original",
+        "weight = val F1 - shift; original: placed among the members' F1 as the report's 0.34 was among its "
+        "0.42-0.47 models; fit: the best on validation; or a number (report: 0.34)",
     )
     threshold: float | Literal["fit"] = setting("fit", "fit: the best global threshold on validation")
     tta: Literal["none", "mean", "max"] = setting("none", "every model's predictions over the 8 flips and turns")

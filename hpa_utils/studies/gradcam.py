@@ -23,8 +23,9 @@ class's pattern better than, no better than or worse than a map that ignores the
 interval (:func:`pointing_verdict`).
 
 Per class (:func:`per_class_pointing`), only the classes the model predicts are scored: at least one
-validation image predicted positive at :data:`THRESHOLD` (a class never predicted has no evidence for a map
-to show). The classes drawn are chosen by :func:`shown_classes`. Writes ``results/beyond_pointing.csv``.
+validation image predicted positive at :data:`THRESHOLD`, by the rule the model's F1 is scored with (a class
+never predicted has no evidence for a map to show; its F1 is 0 whatever its lift). The classes drawn are
+chosen by :func:`shown_classes`. Writes ``results/beyond_pointing.csv``.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ from hpa_utils.studies.training import run_models, training_data
 
 #: The share of a pattern's peak above which a pixel counts as on the pattern (pointing game).
 PATTERN_LEVEL = 0.2
-#: The threshold on the model's probabilities for its validation F1 and for "the model predicts the class".
-#: The maps are of the run's best single model, which has no threshold of its own (the run's tuned thresholds
-#: are the ensemble's), so the report's plain 0.5 is kept.
+#: The threshold on the model's probabilities for its validation F1 and for "the model predicts the class", by
+#: the project's scoring rule (:func:`~hpa_utils.evaluation.metrics.binarize`: an image with no class at or
+#: above it gets its most probable class). The maps are of the run's best single model, which has no threshold
+#: of its own (the run's tuned thresholds are the ensemble's), so the report's plain 0.5 is kept.
 THRESHOLD = 0.5
 #: The four maps scored per (image, class), and how the report names them.
 MAPS = {
@@ -233,9 +235,7 @@ def per_class_pointing(scores: pd.DataFrame, predicted: np.ndarray) -> pd.DataFr
     return table[list(POINTING_COLUMNS)]
 
 
-def shown_classes(
-    score: np.ndarray, images: np.ndarray, candidates: np.ndarray, k: int
-) -> tuple[list[int], list[int]]:
+def shown_classes(score: np.ndarray, images: np.ndarray, candidates: np.ndarray, k: int) -> tuple[list[int], list[int]]:
     """The ``k`` best and ``k`` worst of the ``candidates`` (a bool per class) by ``score`` (one per class).
 
     Best: highest score first; worst: lowest first; among equal scores the class with more validation
@@ -332,7 +332,7 @@ def run_gradcam(config: RunConfig, log: Callable[[str], None] = print, batch_siz
         if synthetic and pointing is not None:  # nothing predicted: score every class with maps for the choice
             everything = per_class_pointing(pd.DataFrame(records), np.ones(NUM_CLASSES, bool))
             score = everything["lift_vs_cellstain"].reindex(range(NUM_CLASSES)).to_numpy(np.float64)
-    k = min(config.beyond.gradcam_classes, int(candidates.sum()) // 2 or 1)
+    k = min(config.beyond.gradcam_classes, int((candidates & np.isfinite(score)).sum()) // 2 or 1)
     best, worst = shown_classes(score, counts, candidates, k)
     if pointing is not None:
         pointing["shown_by"] = "pointing score"
