@@ -12,6 +12,7 @@ Run as a script, this file is the driver of one such other process (``main``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -188,14 +189,35 @@ def test_the_ray_executor_gives_the_same_bytes(data, reference, tmp_path):
     from hpa_utils.training.registry import train_base
 
     try:
-        from hpa_utils.training.cluster import import_ray, run_jobs_on_ray
+        from hpa_utils.training.cluster import import_ray, ray_session, run_jobs_on_ray
 
         import_ray()
     except ImportError as error:
         pytest.skip(str(error))
     job = Job("v0", train_base, (0, data, _settings(), tmp_path / "models", tmp_path / "predictions"))
-    run_jobs_on_ray([job], cpus=2, log=lambda line: None)  # a task trains with one thread (CPUS_PER_TASK)
+    with _local_ray(ray_session, import_ray):
+        run_jobs_on_ray([job], log=lambda line: None)  # a task trains with one thread (CPUS_PER_TASK)
     assert_same(reference, fingerprint(tmp_path), "the Ray executor")
+
+
+@contextlib.contextmanager
+def _local_ray(ray_session, import_ray, attempts: int = 3):
+    """A local Ray with two CPUs. Ray's raylet gives its agents 15 s to start, which a loaded machine can
+    miss ("The current node timed out during startup"): that start, and only that, is tried again."""
+    for attempt in range(1, attempts + 1):
+        session = ray_session(cpus=2, log=lambda line: None)
+        try:
+            session.__enter__()
+        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if "timed out during startup" not in str(error) or attempt == attempts:
+                raise
+            import_ray().shutdown()  # what the failed start left behind
+            continue
+        try:
+            yield
+        finally:
+            session.__exit__(None, None, None)
+        return
 
 
 # ---------------------------------------------------------------------------------------------------- the driver
