@@ -99,6 +99,21 @@ def format_value(kind: str, value) -> str:
         return str(value)
 
 
+#: The columns of the trained models' table (training.registry.models_table): base_models.csv and models.csv.
+MODEL_COLUMNS: Mapping[str, str] = {
+    "model": "text",
+    "variant": "int",
+    "variant_name": "text",
+    "stage": "text",
+    "seed": "int",  # the training seed
+    "epochs": "int",
+    "val_macro_f1": "score",
+    "best_val_macro_f1": "score",
+    "best_epoch": "int",
+    "train_seconds": "seconds",
+    "path": "text",
+}
+
 #: Every result table, by key. Columns in the order the studies write them.
 TABLES: Mapping[str, Table] = MappingProxyType(
     {
@@ -150,38 +165,8 @@ TABLES: Mapping[str, Table] = MappingProxyType(
             },
         ),
         # notebooks 02 and 03 (studies.training): the base models, then every model of the run
-        "base_models": Table(
-            "base_models.csv",
-            {
-                "model": "text",
-                "variant": "int",
-                "variant_name": "text",
-                "stage": "text",
-                "seed": "int",  # the training seed
-                "epochs": "int",
-                "val_macro_f1": "score",
-                "best_val_macro_f1": "score",
-                "best_epoch": "int",
-                "train_seconds": "seconds",
-                "path": "text",
-            },
-        ),
-        "models": Table(
-            "models.csv",
-            {
-                "model": "text",
-                "variant": "int",
-                "variant_name": "text",
-                "stage": "text",
-                "seed": "int",  # the training seed
-                "epochs": "int",
-                "val_macro_f1": "score",
-                "best_val_macro_f1": "score",
-                "best_epoch": "int",
-                "train_seconds": "seconds",
-                "path": "text",
-            },
-        ),
+        "base_models": Table("base_models.csv", MODEL_COLUMNS),
+        "models": Table("models.csv", MODEL_COLUMNS),
         # notebook 04 (studies.ensemble); public_f1 and private_f1 only when the run has the test labels
         "shift_sweep": Table(
             "shift_sweep.csv",
