@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -77,6 +78,10 @@ def smoke_data(tmp_path_factory):
     return base
 
 
+#: Beside the smoke run (``smoke_run``'s folder's parent): its results, predictions and submission as first written.
+FIRST_RESULTS = "first-results"
+
+
 @pytest.fixture(scope="session")
 def smoke_run(smoke_data):
     """`hpa run --preset smoke` on it, once (default executor): (run dir, run record, log lines, data dir)."""
@@ -86,6 +91,12 @@ def smoke_run(smoke_data):
     mp.setenv("HPA_CACHE_DIR", str(smoke_data / "cache"))
     lines: list[str] = []
     record = run("smoke", data_dir=smoke_data / "data", output_dir=smoke_data / "out", log=lines.append, echo=False)
+    # other tests re-run the run with changed settings (e.g. ensemble.top_k=3), rewriting its results; the results
+    # as this first run wrote them are kept aside for the test that compares a second run with them
+    first = smoke_data / FIRST_RESULTS
+    for name in ("results", "predictions"):
+        shutil.copytree(smoke_data / "out" / name, first / name)
+    shutil.copy2(smoke_data / "out" / "submission.csv", first / "submission.csv")
     yield smoke_data / "out", record, lines, smoke_data / "data"
     mp.undo()
 

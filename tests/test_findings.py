@@ -109,6 +109,30 @@ def test_verdicts_come_from_the_intervals():
     assert result.verdict == findings.NOT_REPRODUCED and "other side" in result.why
 
 
+def test_fine_tuning_is_judged_against_its_control_when_there_is_one():
+    rng = np.random.default_rng(21)
+    y, _ = _labelled(rng, 400, 0.1)
+    table = _table([0, 1])
+    without = findings.fine_tuning_raises(table, {}, y)
+    assert without.verdict == findings.NOT_TESTABLE
+    controls = pd.DataFrame([{"model": f"v{v}-ctl", "variant": v, "stage": "ctl"} for v in (0, 1)])
+    both = pd.concat([table, controls], ignore_index=True)
+    weak = {m: _labelled(rng, 400, 0.4, y.copy())[1] for m in both["model"]}
+    tuned = {m: _labelled(rng, 400, 0.12, y.copy())[1] for m in weak if m.endswith("-C")}
+    # the control as good as the stages: the gain over the base model is the lower rate's and the epochs'
+    matched = weak | tuned | {f"v{v}-ctl": tuned[f"v{v}-C"] for v in (0, 1)}
+    result = findings.fine_tuning_raises(both, matched, y)
+    over_control, over_base = result.deciding
+    assert over_base["low"] > 0 and over_control["estimate"] == 0
+    assert result.verdict == findings.NOT_REPRODUCED and "without freezing gives as well" in result.why
+    # the control no better than the base model: the stages' gain is their own
+    result = findings.fine_tuning_raises(both, weak | tuned, y)
+    assert result.verdict == findings.REPRODUCED and result.low > 0 and len(result.deciding) == 2
+    # no control trained: the verdict is the gain over the base model, said to be unattributed
+    result = findings.fine_tuning_raises(table, weak | tuned, y)
+    assert result.verdict == findings.REPRODUCED and "not attributed" in result.why and not result.deciding
+
+
 def test_a_finding_the_run_cannot_test_says_why():
     rng = np.random.default_rng(5)
     y, probs = _models(rng)

@@ -364,6 +364,28 @@ def test_training_curves_multi_model_with_exact_f1(rng):
     assert len(dashed) == 1
 
 
+def test_training_curves_show_the_other_seeds_faintly(rng):
+    histories = {f"v{i}": _history(rng, 5) for i in range(2)}
+    others = {"v0": [_history(rng, 5), _history(rng, 5)], "v1": [_history(rng, 5), _history(rng, 5)]}
+    fig = plots.plot_training_curves(histories, replicates=others)
+    faint = [line for line in fig.axes[0].get_lines() if (line.get_alpha() or 1) < 1]
+    assert len(faint) == 4 and len(fig.axes[0].get_lines()) == 6
+    legend = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
+    assert "the other 2 of 3 training seeds" in legend
+
+
+def test_model_scores_mark_each_training_seed(rng):
+    rows = [
+        {"model": f"v{v}{'' if s == 'base' else '-' + s}-s{seed}", "variant": v, "stage": s, "seed": seed,
+         "val_macro_f1": 0.2 + 0.01 * seed + 0.05 * v}
+        for v in (0, 1) for s in ("base", "A") for seed in (0, 1, 2)
+    ]  # fmt: skip
+    fig = plots.plot_model_scores(pd.DataFrame(rows))
+    dots = [line for line in fig.axes[0].get_lines() if line.get_marker() == "o"]
+    assert sum(len(line.get_xdata()) for line in dots) == len(rows)
+    assert "each of 3 training seeds (bar: mean)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
 def test_training_curves_single_one_epoch_history_uses_markers(rng):
     fig = plots.plot_training_curves({"baseline": _history(rng, 1)})
     _assert_labelled(fig, 4)

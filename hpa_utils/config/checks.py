@@ -117,6 +117,10 @@ def _check_variants(config: RunConfig) -> None:
     if config.report.stage_figure_variant not in variants:
         rule = f"one of train.variants ({trained})"
         raise _error(config, "report.stage_figure_variant", rule, config.report.stage_figure_variant)
+    control = config.train.stages.control
+    if any(v not in variants for v in control) or len(set(control)) != len(control):
+        rule = f"distinct base variants of train.variants ({trained}), or []"
+        raise _error(config, "train.stages.control", rule, list(control))
     unknown = [name for name in config.beyond.techniques if name not in TECHNIQUE_NAMES]
     if unknown or not config.beyond.techniques:
         raise ValueError(

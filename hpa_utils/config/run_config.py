@@ -134,6 +134,10 @@ class StagesConfig:
 
     epochs: dict[str, int] = setting({"A": 1, "B": 1, "C": 2}, "epochs of each stage (report: A 10, B 4, C 2)")
     learning_rate: float = setting(0.0005, "Adam's learning rate in every stage")
+    control: tuple[int, ...] = setting(
+        (),
+        "base variants also trained as Finding 2's control: nothing frozen, the stages' epochs together, their rate",
+    )
 
 
 @dataclass(frozen=True)

@@ -37,20 +37,29 @@ STAGES: tuple[Stage, ...] = (
     Stage("C", "dnn", "B", "C: dense head, more epochs"),
 )
 
+#: Finding 2's control, beside the stages: from the base model, the whole network trained (nothing frozen) for as
+#: many epochs as the stages together, at their learning rate. Fine-tuning lowers the rate and adds epochs; the
+#: control does both without the staged freezing, so fine-tuning's gain over it is the stages' own.
+CONTROL = Stage("ctl", "all", BASE, "control: nothing frozen, the stages' epochs and rate")
+
 #: Every model kind in report order: the base model, then the stages.
 STAGE_ORDER: tuple[str, ...] = (BASE, *(stage.name for stage in STAGES))
 
-#: Label of every model kind, in report order.
-STAGE_LABELS: dict[str, str] = {BASE: BASE_LABEL, **{stage.name: stage.label for stage in STAGES}}
+#: Label of every model kind, in report order (the control last).
+STAGE_LABELS: dict[str, str] = {
+    BASE: BASE_LABEL,
+    **{stage.name: stage.label for stage in STAGES},
+    CONTROL.name: CONTROL.label,
+}
 
 
 def get_stage(name: str) -> Stage:
-    """The stage called ``name``.
+    """The stage called ``name`` (one of :data:`STAGES`, or the :data:`CONTROL`).
 
     Raises:
         ValueError: no such stage (the message lists the stages).
     """
-    for stage in STAGES:
+    for stage in (*STAGES, CONTROL):
         if stage.name == name:
             return stage
     raise ValueError(f"unknown stage {name!r}; the stages are {', '.join(s.name for s in STAGES)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hpa_utils.config.stages import BASE, STAGE_ORDER, stage_rank
+from hpa_utils.config.stages import BASE, CONTROL, STAGE_ORDER, stage_rank
 from hpa_utils.reporting.results import ORIGINAL_REPORT, has_columns, to_number
 from hpa_utils.studies.ensemble import CHOSEN, EQUAL_ALL, SINGLE, SUBMISSION_CANDIDATES
 
@@ -23,6 +23,7 @@ def _model_facts(models: pd.DataFrame | None) -> dict | None:
     if not has_columns(models, "model", "stage", "val_macro_f1"):
         return None
     df = models.assign(stage=models["stage"].astype(str)).dropna(subset=["val_macro_f1"])
+    controls, df = df[df["stage"] == CONTROL.name], df[df["stage"] != CONTROL.name]  # Finding 2's, not candidates
     if df.empty:
         return None
     best = df.loc[df["val_macro_f1"].idxmax()]
@@ -47,6 +48,7 @@ def _model_facts(models: pd.DataFrame | None) -> dict | None:
         "n": len(df),
         "n_base": len(base),
         "n_tuned": len(tuned),
+        "n_control": len(controls),
         "best_name": str(best["model"]),
         "best_stage": str(best["stage"]),
         "best_f1": float(best["val_macro_f1"]),
@@ -56,7 +58,9 @@ def _model_facts(models: pd.DataFrame | None) -> dict | None:
         "improved": improved,
         "compared": compared,
         "stages": stages,
-        "train_seconds": to_number(df["train_seconds"].sum()) if "train_seconds" in df.columns else None,
+        "train_seconds": (
+            to_number(pd.concat([df, controls])["train_seconds"].sum()) if "train_seconds" in df.columns else None
+        ),
     }
 
 

@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 
 from hpa_utils.data.labels import N_TRAIN_KAGGLE
 from hpa_utils.io import write_atomic
+from hpa_utils.reporting import fonts
 from hpa_utils.reporting.facts import flat_config, pointing_facts, report_facts
 from hpa_utils.reporting.results import (
     CONTEXT_SCORES,
@@ -224,6 +225,8 @@ def _environment(root: Path | None = None) -> Environment:
         shown_path=lambda v: shown_path(v, root),
     )
     env.globals.update(not_available=not_available, original=ORIGINAL_REPORT, context=CONTEXT_SCORES)
+    # the original's Chinese author names: the glyphs embedded, so that they render without a CJK font
+    env.globals.update(cjk_font_face=Markup(fonts.font_face_css()), cjk_family=Markup(fonts.FAMILY))
     return env
 
 

@@ -51,6 +51,8 @@ if TYPE_CHECKING:  # the type only
 BASELINE, ALL = "baseline", "all"
 #: Interval verdicts.
 HELPS, HURTS, UNCLEAR = "helps", "hurts", "no clear difference"
+
+
 def combined(keys) -> Technique:
     """Every technique of ``keys`` at once (TTA: the mean if chosen, else the max)."""
     chosen = [TECHNIQUES[k] for k in keys]

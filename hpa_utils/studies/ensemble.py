@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hpa_utils.config.run_config import RunConfig
+from hpa_utils.config.stages import CONTROL
 from hpa_utils.evaluation import ensemble, metrics, submission
 from hpa_utils.evaluation.bootstrap import paired_f1_difference
 from hpa_utils.evaluation.thresholds import halves, threshold_study
@@ -169,6 +170,9 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     data = training_data(config)
     source = open_dataset(config.data_dir)
     table = run_models(models_table(paths.models), config)
+    # Finding 2's control models are scored on validation only, and are no candidates of the ensemble
+    is_control = table["stage"].astype(str) == CONTROL.name
+    controls, table = table[is_control], table[~is_control].reset_index(drop=True)
     splits = {"val": (data.images, data.val_indices)}
     if source.test_ids:
         test_images = open_cache(source, "test", config.data.image_size, config.cache_dir, workers=config.workers)
@@ -180,6 +184,10 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
     labelled = source.solution.is_file() and bool(source.test_ids)
     y_test, usage = submission.solution_labels(source.solution, source.test_ids) if labelled else (None, None)
     sets, labels = ensemble.evaluation_sets(probs, data.y[data.val_indices], y_test, usage)
+    control_val = predict_models(
+        dict(zip(controls["model"], controls["path"])), {"val": splits["val"]}, paths.predictions, log=log,
+        tta=settings.tta,
+    ).get("val", {})  # fmt: skip
     val_f1 = ensemble.model_f1_scores(sets["val"], labels["val"], threshold=TRAINING_THRESHOLD)
 
     replicates = {
@@ -231,7 +239,8 @@ def run_ensemble_study(config: RunConfig, log: Callable[[str], None] = print) ->
         submitted_margin=to_number(run["submitted"].margin),
     )
     write_json_atomic(paths.results / "ensemble.json", asdict(summary))
-    retested = _findings(table, paths, sets, labels, [r["replicate"] for r in replicates.values()])
+    replicated = [r["replicate"] for r in replicates.values()]
+    retested = _findings(table, paths, sets, labels, replicated, controls, control_val)
     write_json_atomic(paths.results / "findings.json", {"findings": [f.as_dict() for f in retested]})
     weights = choice.weights
     return EnsembleStudy(
@@ -435,8 +444,9 @@ def _replicate(
     }
 
 
-def _findings(table, paths, sets, labels, replicates: list) -> list:
-    """The original's findings re-tested on this run (:mod:`hpa_utils.studies.findings`), over every seed."""
+def _findings(table, paths, sets, labels, replicates: list, controls=None, control_val=None) -> list:
+    """The original's findings re-tested on this run (:mod:`hpa_utils.studies.findings`), over every seed
+    (``controls``: the rows of Finding 2's control models, ``control_val`` their validation probabilities)."""
     from hpa_utils.training.registry import load_history  # deferred: Keras
 
     histories = {m: load_history(paths.models, m) for m in table["model"]}
@@ -447,7 +457,11 @@ def _findings(table, paths, sets, labels, replicates: list) -> list:
         findings.still_improving(
             {m: histories[m] for m in base["model"] if m in histories}, ORIGINAL_REPORT["base_epochs"], seeds
         ),
-        findings.fine_tuning_raises(table, sets["val"], labels["val"]),
+        findings.fine_tuning_raises(
+            pd.concat([table, controls], ignore_index=True) if controls is not None else table,
+            {**sets["val"], **(control_val or {})},
+            labels["val"],
+        ),
         findings.later_stages_overfit(table, histories, sets["val"], labels["val"]),
         findings.ensemble_beats_members(sets, labels, replicates),
         findings.shift_moves_public(

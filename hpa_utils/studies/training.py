@@ -98,12 +98,14 @@ class BaseModels:
         models: one row per trained base model of the run (``results/base_models.csv``): model,
             variant, variant_name, stage, epochs, val_macro_f1, best_val_macro_f1, best_epoch, train_seconds.
         figure_variants: the base variants Figure 1 shows (those of ``report.figure_variants`` trained).
-        histories: model name -> per-epoch history, for the models Figure 1 shows.
+        histories: model name -> per-epoch history, for the models Figure 1 shows (the run's seed).
+        replicates: model name -> the histories of the same base variant's models of the other training seeds.
     """
 
     models: pd.DataFrame
     figure_variants: list[int]
     histories: dict[str, pd.DataFrame]
+    replicates: dict[str, list[pd.DataFrame]]
 
 
 def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> BaseModels:
@@ -123,11 +125,16 @@ def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> 
     bases = table[table["stage"] == STAGE_ORDER[0]].reset_index(drop=True)
     save_table(bases, paths.results / "base_models.csv")
     shown = [v for v in config.report.figure_variants if v in config.train.variants]
-    names = [base_name(v, shown_seed(config.seed, config.training_seeds)) for v in shown]  # the run's seed
+    seeds = config.training_seeds
+    others = [s for s in seeds if s != config.seed]
+    names = {v: base_name(v, shown_seed(config.seed, seeds)) for v in shown}  # the run's seed
     return BaseModels(
         models=bases,
         figure_variants=shown,
-        histories={name: load_history(paths.models, name) for name in names},
+        histories={name: load_history(paths.models, name) for name in names.values()},
+        replicates={
+            names[v]: [load_history(paths.models, base_name(v, shown_seed(s, seeds))) for s in others] for v in shown
+        },
     )
 
 
@@ -151,25 +158,20 @@ class FineTunedModels:
 
 
 def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTunedModels:
-    """Train stages A, B and C of every base variant, each from its parent stage's model (notebook 03)."""
+    """Train stages A, B and C of every base variant, each from its parent stage's model, and the control of
+    each variant of ``train.stages.control`` (notebook 03)."""
     # deferred: Keras
-    from hpa_utils.training.registry import load_history, models_table, shown_seed, stage_jobs, stage_name
+    from hpa_utils.training.registry import control_jobs, load_history, models_table, shown_seed, stage_jobs, stage_name
 
     paths = config.paths.make()
     data = training_data(config)
-    stage_settings = {
-        stage.name: TrainSettings(
-            epochs=config.train.stages.epochs[stage.name],
-            batch_size=config.train.batch_size,
-            learning_rate=config.train.stages.learning_rate,
-            augment=config.train.augment,
-            seed=config.seed,
-            **technique_settings(config),
-        )
-        for stage in STAGES
-    }
+    stage_settings = {stage.name: _stage_settings(config, config.train.stages.epochs[stage.name]) for stage in STAGES}
     seeds = config.training_seeds
-    _train(config, stage_jobs(config.train.variants, data, stage_settings, paths.models, paths.predictions, seeds), log)
+    jobs = stage_jobs(config.train.variants, data, stage_settings, paths.models, paths.predictions, seeds)
+    jobs += control_jobs(
+        config.train.stages.control, data, control_settings(config), paths.models, paths.predictions, seeds
+    )
+    _train(config, jobs, log)
     table = run_models(models_table(paths.models), config)
     save_table(table, paths.results / "models.csv")
     variants = list(config.train.variants)
@@ -182,6 +184,23 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
         figure_variant=shown,
         stage_histories={stage: (name, load_history(paths.models, name)) for stage, name in names.items()},
     )
+
+
+def _stage_settings(config: RunConfig, epochs: int) -> TrainSettings:
+    """The TrainSettings of a fine-tuning stage of ``epochs`` (its part is the stage's, set by the job)."""
+    return TrainSettings(
+        epochs=epochs,
+        batch_size=config.train.batch_size,
+        learning_rate=config.train.stages.learning_rate,
+        augment=config.train.augment,
+        seed=config.seed,
+        **technique_settings(config),
+    )
+
+
+def control_settings(config: RunConfig) -> TrainSettings:
+    """Finding 2's control: the stages' epochs together, at their learning rate (nothing frozen)."""
+    return _stage_settings(config, sum(config.train.stages.epochs[stage.name] for stage in STAGES))
 
 
 def _train(config: RunConfig, jobs: list, log: Callable[[str], None], plan: Callable | None = None) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hpa_utils.config.run_config import RunConfig
-from hpa_utils.config.stages import STAGE_ORDER, STAGES
+from hpa_utils.config.stages import CONTROL, STAGE_ORDER, STAGES
 from hpa_utils.training.executor import plan_processes
 
 #: Relative cost of one image in one training step, by the part of the model trained.
@@ -36,6 +36,7 @@ class PlannedJob:
     n_train: int
     n_val: int
     part: str = "all"
+    kind: str = ""  # the model kind: "base", a stage's letter, or the control's "ctl"
 
     @property
     def units(self) -> float:
@@ -122,18 +123,20 @@ def _models(count: int) -> str:
 
 def model_jobs(config: RunConfig, n_train: int, n_val: int) -> list[PlannedJob]:
     """Every model the configuration trains: for each training seed, each base variant of ``train.variants``
-    for ``train.base.epochs``, then its stages for ``train.stages.epochs``."""
+    for ``train.base.epochs``, then its stages for ``train.stages.epochs`` (and Finding 2's control for those
+    of ``train.stages.control``)."""
     # deferred: Keras (the registry)
     from hpa_utils.training.registry import shown_seed, stage_name
 
     jobs = []
     kinds = [(STAGE_ORDER[0], "all", config.train.base.epochs)]
     kinds += [(stage.name, stage.part, config.train.stages.epochs[stage.name]) for stage in STAGES]
+    control = (CONTROL.name, CONTROL.part, sum(config.train.stages.epochs[stage.name] for stage in STAGES))
     for seed in config.training_seeds:
         shown = shown_seed(seed, config.training_seeds)
         for variant in config.train.variants:
-            for kind, part, epochs in kinds:
-                jobs.append(PlannedJob(stage_name(variant, kind, shown), epochs, n_train, n_val, part))
+            for kind, part, epochs in kinds + ([control] if variant in config.train.stages.control else []):
+                jobs.append(PlannedJob(stage_name(variant, kind, shown), epochs, n_train, n_val, part, kind))
     return jobs
 
 
@@ -163,6 +166,7 @@ def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) ->
     n_val = _validation_size(config, n_all)
     jobs = model_jobs(config, n_all - n_val, n_val)
     models = [job.name for job in jobs]
+    controls = {job.name for job in jobs if job.kind == CONTROL.name}
     jobs = [job for job in jobs if not (paths.models / f"{job.name}.json").is_file()]
     stored = {p.stem for p in paths.predictions.glob("*.npy")} if paths.predictions.is_dir() else set()
     to_train = {job.name for job in jobs}  # training stores these models' validation predictions itself
@@ -170,7 +174,7 @@ def work_plan(config: RunConfig, gpus: int = 0, processes: int | None = None) ->
     views = 1 if not tta else 8
     predict = views * sum(
         n_val * (f"{m}_val{tta}" not in stored and (bool(tta) or m not in to_train))
-        + n_test * (f"{m}_test{tta}" not in stored)
+        + n_test * (f"{m}_test{tta}" not in stored and m not in controls)  # a control is scored on validation
         for m in models
     )
     side_by_side = len(config.train.variants) * len(config.training_seeds)  # one stage's jobs at once

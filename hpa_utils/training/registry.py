@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from hpa_utils.backend import keras
-from hpa_utils.config.stages import BASE, STAGES, get_stage, stage_rank
+from hpa_utils.config.stages import BASE, CONTROL, STAGES, get_stage, stage_rank
 from hpa_utils.training.executor import Job
 from hpa_utils.training.fit import fit_model
 from hpa_utils.training.models import VARIANTS, build_variant, get_variant, prior_log_odds
@@ -88,8 +88,8 @@ def finetune(
     on_epoch=None,
     check_only=False,
 ) -> dict | None:
-    """Fine-tuning stage ``stage`` ("A", "B" or "C") of a base model, from its parent stage's model
-    (``shown``: the seed the names show, :func:`shown_seed`)."""
+    """Fine-tuning stage ``stage`` ("A", "B" or "C", or the control "ctl") of a base model, from its parent
+    stage's model (``shown``: the seed the names show, :func:`shown_seed`)."""
     index = _variant_index(variant)
     step = get_stage(stage)
     parent_path = Path(models_dir) / f"{stage_name(index, step.parent, shown)}.keras"
@@ -155,6 +155,30 @@ def stage_jobs(variants, data, stage_settings: dict, models_dir, predictions_dir
         )
         for seed in seeds
         for stage in STAGES
+        for v in variants
+    ]
+
+
+def control_jobs(variants, data, settings: TrainSettings, models_dir, predictions_dir=None, seeds=None) -> list[Job]:
+    """Finding 2's control (:data:`~hpa_utils.config.stages.CONTROL`) of each of ``variants`` and training seed:
+    from its base model, nothing frozen, for ``settings.epochs`` (the stages' together) at their rate."""
+    seeds = tuple(seeds or (settings.seed,))
+    return [
+        Job(
+            stage_name(_variant_index(v), CONTROL.name, shown_seed(seed, seeds)),
+            finetune,
+            (
+                v,
+                CONTROL.name,
+                data,
+                replace(settings, seed=int(seed)),
+                models_dir,
+                predictions_dir,
+                shown_seed(seed, seeds),
+            ),
+            after=base_name(_variant_index(v), shown_seed(seed, seeds)),
+        )
+        for seed in seeds
         for v in variants
     ]
 

@@ -7,7 +7,7 @@ of stages; that module is plain data and imports no deep-learning library.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -143,8 +143,16 @@ def _row_values(histories) -> list[list]:
     return [losses, scores]
 
 
+def _draw_replicates(axes, histories: Sequence[pd.DataFrame], color) -> None:
+    """Other training seeds' curves of one model: thin, faint lines in its colour, under its own."""
+    for history in histories:
+        history = history.sort_values("epoch")
+        for ax, (column, _, _) in zip(axes.flat, _PANELS, strict=True):
+            ax.plot(history["epoch"], history[column], color=color, linewidth=1.0, alpha=0.35, zorder=1)
+
+
 @_styled
-def plot_training_curves(histories, title: str = "Training curves") -> Figure:
+def plot_training_curves(histories, title: str = "Training curves", replicates=None) -> Figure:
     """The report's four curves per model: train/validation loss and F1 per epoch.
 
     Every series is visible: a model trained for one epoch (or up to 25) is drawn with a marker per
@@ -158,12 +166,15 @@ def plot_training_curves(histories, title: str = "Training curves") -> Figure:
             (exact macro F1 on the whole validation set), drawn dashed in a
             darker shade of the model's colour on the validation-F1 panel.
         title: figure title.
+        replicates: optional dict model name -> the histories of the same model trained with the run's
+            other training seeds, drawn as faint lines in the model's colour (the seed spread).
 
     Returns:
         The figure: a 2x2 grid (train loss, validation loss, train F1,
         validation F1); losses share a y axis, and so do the F1 panels.
     """
     histories = _history_items(histories)
+    replicates = {str(name): list(others) for name, others in (replicates or {}).items() if len(others)}
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), sharex=True, sharey="row", layout="constrained")
     colors = _palette(len(histories))
     handles = []
@@ -172,11 +183,25 @@ def plot_training_curves(histories, title: str = "Training curves") -> Figure:
         marker = "o" if len(history) <= _MARKERS_UP_TO else None
         markers.append(marker)
         handles.append(_draw_history(axes, history["epoch"], history, color, marker, name))
-    first = min(int(h["epoch"].min()) for h in histories.values())
-    last = max(int(h["epoch"].max()) for h in histories.values())
+        _draw_replicates(axes, replicates.get(name, []), color)
+    every = [*histories.values(), *(h for others in replicates.values() for h in others)]
+    first = min(int(h["epoch"].min()) for h in every)
+    last = max(int(h["epoch"].max()) for h in every)
     _epoch_axis(axes[0, 0], first, last)  # the x axis is shared by all four panels
-    _finish_panels(axes, _row_values(histories.values()))
+    _finish_panels(axes, _row_values(every))
     keys = _exact_handles(histories.values(), "o" if "o" in markers else None)
+    if replicates:
+        seeds = 1 + max(len(others) for others in replicates.values())
+        keys.append(
+            Line2D(
+                [],
+                [],
+                color="0.35",
+                linewidth=1.0,
+                alpha=0.35,
+                label=f"the other {seeds - 1} of {seeds} training seeds",
+            )
+        )
     if keys:
         axes[1, 1].legend(handles=keys, loc="best", framealpha=0.9)
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), title="model")
@@ -268,7 +293,8 @@ def plot_stage_chain(
 
 @_styled
 def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per model") -> Figure:
-    """Bars of validation macro F1 per model, coloured by fine-tuning stage.
+    """Bars of validation macro F1 per model, coloured by fine-tuning stage; with several training seeds
+    (a ``seed`` column), the bar is their mean and a dot marks each seed.
 
     Args:
         table: the table of trained models (:func:`hpa_utils.training.registry.models_table`):
@@ -303,6 +329,7 @@ def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per
                 label=STAGE_LABELS.get(stage, stage),
             )
             ax.bar_label(bars, ["" if np.isnan(v) else f"{v:.3f}" for v in values], rotation=90, padding=2, fontsize=9)
+            _seed_dots(ax, table, scores.index, stage, x + (k - (len(stages) - 1) / 2) * width)
         ax.set_xticks(x, [str(b) for b in scores.index])
         ax.set_xlabel("base model")
         ax.grid(axis="x", visible=False)
@@ -332,11 +359,32 @@ def plot_model_scores(table: pd.DataFrame, title: str = "Validation macro F1 per
             )
         top = np.nanmax(values)
     if has_stage and "variant" in table.columns:
-        ax.legend(title="stage", ncol=min(len(stages), 4), loc="upper left")
+        handles, _ = ax.get_legend_handles_labels()
+        seeds = _seed_count(table)
+        if seeds > 1:
+            handles.append(
+                Line2D([], [], color="0.2", marker="o", linestyle="none", markersize=4,
+                       label=f"each of {seeds} training seeds (bar: mean)")
+            )  # fmt: skip
+        ax.legend(handles=handles, title="stage", ncol=min(len(handles), 4), loc="upper left")
     ax.set_ylim(0, (top if np.isfinite(top) and top > 0 else 1) * 1.3)
     ax.set_ylabel("validation macro F1")
     ax.set_title(title)
     return fig
+
+
+def _seed_count(table: pd.DataFrame) -> int:
+    return int(table["seed"].nunique()) if "seed" in table.columns else 1
+
+
+def _seed_dots(ax, table: pd.DataFrame, variants, stage: str, x) -> None:
+    """Each training seed's score of ``stage`` per base variant, as dots on its bar (several seeds only)."""
+    if _seed_count(table) < 2:
+        return
+    rows = table[table["stage"].astype(str) == stage]
+    for position, variant in zip(x, variants, strict=True):
+        values = rows.loc[rows["variant"] == variant, "val_macro_f1"].to_numpy(dtype=float)
+        ax.plot(np.full(len(values), position), values, "o", color="0.2", markersize=3.5, zorder=4)
 
 
 @_styled
