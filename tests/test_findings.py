@@ -128,6 +128,11 @@ def test_fine_tuning_is_judged_against_its_control_when_there_is_one():
     # the control no better than the base model: the stages' gain is their own
     result = findings.fine_tuning_raises(both, weak | tuned, y)
     assert result.verdict == findings.REPRODUCED and result.low > 0 and len(result.deciding) == 2
+    # the stages no better than the base model, the control worse: no gain to attribute
+    worse = {f"v{v}-ctl": _labelled(rng, 400, 0.8, y.copy())[1] for v in (0, 1)}
+    flat = weak | worse | {f"v{v}-C": weak[f"v{v}"] for v in (0, 1)}
+    result = findings.fine_tuning_raises(both, flat, y)
+    assert result.deciding[0]["low"] > 0 and result.verdict == findings.NOT_REPRODUCED
     # no control trained: the verdict is the gain over the base model, said to be unattributed
     result = findings.fine_tuning_raises(table, weak | tuned, y)
     assert result.verdict == findings.REPRODUCED and "not attributed" in result.why and not result.deciding
