@@ -39,7 +39,7 @@ run: $(BIN)/hpa git-filter ## the whole pipeline on the synthetic dataset (PRESE
 	$(BIN)/hpa run --preset $(PRESET) $(ARGS)
 
 test: $(BIN)/hpa git-filter ## the test suite (what CI runs)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 test-fast: $(BIN)/hpa ## the unit tests alone: no training, notebooks, Ray or browser (the inner loop)
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -29,6 +29,10 @@ EPOCHS = 2
 KILL_AFTER_BATCHES = 3
 IMAGE_SIZE = 80  # the smallest size variant 0 takes is 76
 SUBPROCESS_TIMEOUT = 600
+#: Each comparison below runs this many times (``HPA_DETERMINISM_REPEATS``; CI sets 10: a timing-dependent
+#: difference shows in some runs only, as the one that once failed one run in three did).
+REPEATS = int(os.environ.get("HPA_DETERMINISM_REPEATS", "1"))
+repeated = pytest.mark.parametrize("repeat", range(REPEATS), ids=lambda i: f"run{i + 1}")
 
 
 def _settings():
@@ -142,7 +146,8 @@ def test_a_batch_depends_on_its_epoch_and_index_only(data):
 # ---------------------------------------------------------------------------------------------- in this process
 
 
-def test_two_runs_with_two_or_one_input_threads_give_the_same_bytes(data, tmp_path):
+@repeated
+def test_two_runs_with_two_or_one_input_threads_give_the_same_bytes(data, tmp_path, repeat):
     two_threads = _train_here(data, tmp_path / "two")
     one_thread = dataclasses.replace(data, workers=1, source=None)
     assert_same(two_threads, _train_here(one_thread, tmp_path / "one"), "a second run, with one input thread")
@@ -160,7 +165,8 @@ def reference(root, tmp_path_factory) -> dict[str, bytes]:
     return fingerprint(out)
 
 
-def test_a_job_killed_mid_epoch_and_resumed_gives_the_same_bytes(root, reference, tmp_path):
+@repeated
+def test_a_job_killed_mid_epoch_and_resumed_gives_the_same_bytes(root, reference, tmp_path, repeat):
     killed = _driver(root, tmp_path, kill=True)
     assert killed.returncode == -9, f"the run was to be killed mid-epoch: {killed.returncode}\n{killed.stderr[-3000:]}"
     models = tmp_path / "models"
@@ -171,7 +177,8 @@ def test_a_job_killed_mid_epoch_and_resumed_gives_the_same_bytes(root, reference
     assert_same(reference, fingerprint(tmp_path), "killed in epoch 2 and resumed")
 
 
-def test_two_worker_processes_side_by_side_give_the_same_bytes(data, reference, tmp_path):
+@repeated
+def test_two_worker_processes_side_by_side_give_the_same_bytes(data, reference, tmp_path, repeat):
     from hpa_utils.training.executor import Job, run_jobs
     from hpa_utils.training.registry import train_base
 
@@ -184,7 +191,8 @@ def test_two_worker_processes_side_by_side_give_the_same_bytes(data, reference, 
         assert_same(reference, fingerprint(tmp_path / k), f"two worker processes side by side ({k})")
 
 
-def test_the_ray_executor_gives_the_same_bytes(data, reference, tmp_path):
+@repeated
+def test_the_ray_executor_gives_the_same_bytes(data, reference, tmp_path, repeat):
     from hpa_utils.training.executor import Job
     from hpa_utils.training.registry import train_base
 

@@ -712,3 +712,20 @@ def test_a_comparison_of_many_models_is_one_row_each_best_first():
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "public (synthetic solution)" in legend
     plt.close(fig)
+
+
+def test_ablation_says_what_its_intervals_cover():
+    rows = pd.DataFrame(
+        {
+            "technique": ["baseline (the report's)", "focal loss", "weight averaging (EMA)"],
+            "key": ["baseline", "focal", "ema"],
+            "seeds": [3, 3, 3],
+            **{f"d_val{end}": [np.nan, -0.05 + d, 0.04 + d] for end, d in (("", 0), ("_low", -0.02), ("_high", 0.02))},
+        }
+    )
+    fig = plots.plot_ablation(rows, sets=("val",))
+    (ax,) = fig.axes
+    assert "over 3 training seeds, then images" in ax.get_xlabel()
+    assert len(ax.get_yticks()) == 2
+    fig = plots.plot_ablation(rows.drop(columns="seeds"), sets=("val",))
+    assert fig.axes[0].get_xlabel().endswith("interval over images)")

@@ -73,11 +73,11 @@ def main(argv=None) -> dict:
     model = compile_model(build_variant(0, (args.size, args.size, 4)), 1e-3)
     data = TrainingData(images, dataset.y, np.arange(n), np.arange(0), workers=args.workers)
     settings = TrainSettings(epochs=1, batch_size=args.batch_size, seed=0)
-    model.fit(data.batches("train", settings), epochs=1, verbose=0)  # warm-up: compilation
+    model.fit(data.batches("train", settings), epochs=1, verbose=0, shuffle=False)  # warm-up: compilation
     steps_per_epoch = int(np.ceil(n / args.batch_size))
     epochs = max(1, round(args.steps / steps_per_epoch))
     start = time.perf_counter()
-    model.fit(data.batches("train", settings), epochs=epochs, verbose=0)
+    model.fit(data.batches("train", settings), epochs=epochs, verbose=0, shuffle=False)
     train_rate = n * epochs / (time.perf_counter() - start)
 
     full = resolve_config("full")

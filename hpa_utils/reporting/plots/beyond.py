@@ -62,7 +62,9 @@ def plot_ablation(
         handles.append(Line2D([], [], color=color, marker="o", lw=1.6, label=label))
     ax.axvline(0, color="0.3", lw=1, ls="--")
     ax.set_yticks(y, [_wrap(t, 26) for t in rows["technique"]])
-    ax.set_xlabel("macro F1 minus the baseline's (paired 95% bootstrap interval)")
+    seeds = int(rows["seeds"].max()) if "seeds" in rows.columns and rows["seeds"].notna().any() else 1
+    over = f"over {seeds} training seeds, then images" if seeds > 1 else "over images"
+    ax.set_xlabel(f"macro F1 minus the baseline's (paired 95% bootstrap interval {over})")
     ax.set_title(title)
     ax.legend(handles=handles, loc="best", fontsize="small", title="scored on", title_fontsize="small")
     ax.grid(axis="y", visible=False)
