@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from hpa_utils.config.run_config import CHECKOUT, FIGURES_DIR, PROJ_ROOT, REPORT_DIR
+from hpa_utils.config.stages import CONTROL, STAGE_ORDER
 from hpa_utils.io import write_text_atomic
 from hpa_utils.reporting.render import render_report
 from hpa_utils.reporting.results import load_results
@@ -107,27 +108,45 @@ def readme_block(shipped: Path = SHIPPED_RUN) -> str:
     lines = [README_START, ""]
     train = config.get("train", {})
     stages = train.get("stages", {}).get("epochs", {})
+    seeds = int(train.get("seeds", 1) or 1)
+    control = train.get("stages", {}).get("control") or []
     lines.append(
         f"The shipped report (`report/report.html`) is the `{config.get('preset', '?')}` run: "
-        f"{len(train.get('variants', []))} base variants of {train.get('base', {}).get('epochs', '?')} epochs and "
-        "their "
-        f"stages A/B/C of {stages.get('A', '?')}/{stages.get('B', '?')}/{stages.get('C', '?')} epochs, at "
-        f"{config.get('data', {}).get('image_size', '?')} px on the synthetic dataset; training the models took "
-        f"{_minutes(run.get('model_train_seconds'))} of worker time on {run.get('machine', 'n/a')}."
+        f"{len(train.get('variants', []))} base variants"
+        + (f", each trained with {seeds} training seeds," if seeds > 1 else "")
+        + f" of {train.get('base', {}).get('epochs', '?')} epochs and their "
+        f"stages A/B/C of {stages.get('A', '?')}/{stages.get('B', '?')}/{stages.get('C', '?')} epochs"
+        + (f", and a fine-tuning control for {len(control)} of the variants" if control else "")
+        + f", at {config.get('data', {}).get('image_size', '?')} px on the synthetic dataset; training the models "
+        f"took {_minutes(run.get('model_train_seconds'))} of worker time on {run.get('machine', 'n/a')}."
     )
     models = results["models"]
     if models is not None and {"variant", "stage", "val_macro_f1"} <= set(models.columns):
-        pivot = models.pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="first")
-        pivot = pivot[[c for c in ("base", "A", "B", "C") if c in pivot.columns]]
+        kinds = [*STAGE_ORDER, CONTROL.name]
+        scores = models.assign(stage=models["stage"].astype(str))
+        mean = scores.pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="mean")
+        low = scores.pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="min")
+        high = scores.pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="max")
+        shown = [c for c in kinds if c in mean.columns]
+        spread = seeds > 1 and "seed" in models.columns
         lines += [
             "",
-            "Validation macro F1 (threshold 0.5) by base variant and stage (`report/run/results/models.csv`):",
+            "Validation macro F1 (threshold 0.5) by base variant and stage"
+            + (f", mean over {seeds} training seeds (lowest-highest)" if spread else "")
+            + " (`report/run/results/models.csv`):",
             "",
         ]
-        lines.append("| variant | " + " | ".join(pivot.columns) + " |")
-        lines.append("|---|" + "---|" * len(pivot.columns))
-        for variant, row in pivot.iterrows():
-            lines.append(f"| {variant} | " + " | ".join(_f3(v) for v in row) + " |")
+        lines.append("| variant | " + " | ".join("control" if c == CONTROL.name else c for c in shown) + " |")
+        lines.append("|---|" + "---|" * len(shown))
+        for variant in mean.index:
+            cells = [
+                _f3(mean.at[variant, c])
+                + (f" ({_f3(low.at[variant, c])}-{_f3(high.at[variant, c])})" if spread else "")
+                if pd.notna(mean.at[variant, c])
+                else "—"
+                for c in shown
+            ]
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     summary = results["ensemble"]
     if summary is not None:
         members = [m for m, w in (summary.weights or {}).items() if w > 0]
@@ -137,13 +156,33 @@ def readme_block(shipped: Path = SHIPPED_RUN) -> str:
             f"threshold {_f3(summary.threshold)} ({summary.threshold_method}): validation {_f3(summary.val_f1)}, "
             f"public {_f3(summary.public_f1)}, private {_f3(summary.private_f1)} (synthetic solution).",
         ]
+        chosen = getattr(summary, "submitted", None) or {}
+        if chosen.get("name"):
+            runner_up = (
+                f", {_f3(chosen.get('val_f1'))} against {_f3(chosen.get('runner_up_val_f1'))} for {chosen['runner_up']}"
+                if chosen.get("runner_up")
+                else ""
+            )
+            lines[-1] += (
+                f" Submitted: {chosen['name']}, what validation chooses among the best single model and the "
+                f"ensembles{runner_up} (public {_f3(chosen.get('public_f1'))}, "
+                f"private {_f3(chosen.get('private_f1'))})."
+            )
     found = (results["findings"] or {}).get("findings") or []
     if found:
         lines += ["", "The original's findings, re-tested (`report/run/results/findings.json`):", ""]
-        lines += ["| finding | estimate [95% interval] | verdict |", "|---|---|---|"]
+        lines += ["| finding | deciding estimate [95% interval] | interval over | verdict |", "|---|---|---|---|"]
         for f in found:
-            interval = "—" if f["estimate"] is None else f"{f['estimate']:+.3f} [{f['low']:+.3f}, {f['high']:+.3f}]"
-            lines.append(f"| {f['claim']} | {interval} | {f['verdict']} |")
+            deciding = f.get("deciding") or (
+                []
+                if f["estimate"] is None
+                else [{"what": "", "estimate": f["estimate"], "low": f["low"], "high": f["high"]}]
+            )
+            interval = "<br>".join(
+                (f"{d['what']}: " if d["what"] else "") + f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+                for d in deciding
+            )
+            lines.append(f"| {f['claim']} | {interval or '—'} | {f.get('interval_over') or '—'} | {f['verdict']} |")
     lines += _beyond_lines(results)
     lines += ["", README_END]
     return "\n".join(lines)
@@ -157,11 +196,13 @@ def _beyond_lines(results: dict) -> list[str]:
         return []
     split = summary.verdict_set or "val"
     where = {"test": "held-out test images", "val": "validation images"}.get(split, split)
+    seeds = max([int(row.get("seeds") or 1) for row in summary.rows or []] or [1])
+    over = f"{seeds} training seeds, then the " if seeds > 1 else "the "
     lines = [
         "",
         f"Beyond the original (notebook 05, `report/run/results/beyond_ablation.csv`): base model {summary.variant} "
         f"with each technique of the competition's winners, alone and together; difference from the baseline "
-        f"with its paired 95% interval on the {_count((summary.sets or {}).get(split))} {where}:",
+        f"with its paired 95% interval over {over}{_count((summary.sets or {}).get(split))} {where}:",
         "",
         "| technique | validation | public | private | difference [95% interval] | verdict |",
         "|---|---|---|---|---|---|",
@@ -192,6 +233,12 @@ def _beyond_lines(results: dict) -> list[str]:
             f"on its class's pattern, which covers {100 * point['pattern_share']:.1f}% of the image ({lift:.2f} times "
             f"chance); the peak is on the pattern in {100 * point['peak_on_pattern']:.1f}% of the maps.",
         ]
+        cellstain = (point.get("baselines") or {}).get("cellstain")
+        if cellstain and point.get("verdict"):
+            lines[-1] += (
+                f" A class-agnostic map (the cell stains, red + yellow) scores {cellstain['lift']:.2f} times chance: "
+                f"Grad-CAM is {point['verdict']} a map that ignores the class."
+            )
     return lines
 
 
