@@ -1,9 +1,12 @@
-"""The report printed to PDF by headless Chromium: no page break cuts a figure or a table in two.
+"""The report printed to PDF by headless Chromium: no page break cuts a figure or a table in two, and the
+shipped run's report is a report's length.
 
 The fake run is tests/test_report.py's, with figures of the real runs' sizes (two taller than a printed
 page at full width) and one table far longer than a page. Each figure has its own pixel size, so its
 image XObject in the PDF says which figure it is. An image cut by a page break is drawn, clipped, on both
-pages; a figure cut between image and caption has its caption on another page than its image.
+pages; a figure cut between image and caption has its caption on another page than its image. Every page
+but the first starts with the running head (the title, the data, the page number), taken off before the
+checks that read where a page starts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from test_report import EXTRA_FIGURE, make_fake_run
 
 from hpa_utils.reporting import browser
 from hpa_utils.reporting.render import FIGURES, render_report
+from hpa_utils.run import publish
 
 pypdf = pytest.importorskip("pypdf", reason="pypdf is a dev dependency: pip install -e '.[dev]'")
 
@@ -35,6 +39,11 @@ TALL = {"ensemble_comparison": (1213, 2393), "per_class_f1": (1000, 2600)}
 SIZES = [(1453, 1057), (974, 695), (1213, 1117), (1453, 695), (1460, 1346), (1213, 1430), (1800, 500)]
 LONG_TABLE_ROWS = 101  # shift_sweep: about three printed pages
 SHORT_TABLE_ROWS = 30  # a table this short fits one page with its caption
+#: The running head Chromium prints at the top of every page but the first (the @page rule of the template);
+#: the page count is the PDF's.
+RUNNING_HEAD = r"^Human Protein Atlas Image Classification, rebuilt [^\n]*? · page \d+ of {pages}\s*"
+#: The issue's limits for the shipped run's report: the body (up to the appendix), and all of it.
+MAX_BODY_PAGES, MAX_PAGES = 20, 24
 
 
 def _figure_sizes() -> dict[str, tuple[int, int]]:
@@ -61,8 +70,9 @@ def _norm(text: str) -> str:
 
 
 def _loose(text: str) -> str:
-    """A regex for text as extracted from the PDF: any whitespace, or none, where the HTML had a space."""
-    return r"\s*".join(re.escape(word) for word in _norm(text).split(" "))
+    """A regex for text as extracted from the PDF: any whitespace, or none, where the HTML had a space, and after
+    a hyphen (a narrow header cell wraps there)."""
+    return r"\s*".join(re.escape(word).replace(r"\-", r"\-\s*") for word in _norm(text).split(" "))
 
 
 def _cells(row_html: str) -> list[str]:
@@ -78,6 +88,39 @@ def _caption_pattern(label: str, caption_html: str) -> str:
     """`Figure 3.` / `Table 2.` and the first words of its caption (prose may say "Figure 3." too)."""
     words = _norm(html_lib.unescape(re.sub(r"<[^>]+>", " ", caption_html))).split(" ")[:4]
     return _loose(label) + r"\s*" + _loose(" ".join(words))
+
+
+def _page_texts(reader) -> tuple[list[str], list[str | None]]:
+    """Each page's text without its running head, and the running head (None on a page without one)."""
+    texts, heads = [], []
+    running_head = re.compile(RUNNING_HEAD.format(pages=len(reader.pages)))
+    for page in reader.pages:
+        raw = unicodedata.normalize("NFKC", page.extract_text() or "")  # the ligatures, as in _norm
+        head = running_head.match(raw)
+        heads.append(head.group(0).strip() if head else None)
+        texts.append(_norm(raw[head.end() :] if head else raw))
+    return texts, heads
+
+
+def _printed_size(reader, word: str = "Deep") -> float | None:
+    """The size, in points, at which the PDF draws ``word`` (default: the Introduction's first word) where it
+    first does: the font size times the text and the page matrices' scale."""
+    for page in reader.pages:
+        sizes = []
+
+        def visit(text, cm, tm, font, size, sizes=sizes):
+            if word in text:
+                sizes.append(size * tm[3] * cm[3])
+
+        page.extract_text(visitor_text=visit)
+        if sizes:
+            return sizes[0]
+    return None
+
+
+def _css_print_size(html: str) -> float:
+    """The body's font size in print, in points, as the template's print style sets it."""
+    return float(re.search(r"@media print \{\s*html \{ font-size: ([\d.]+)pt; \}", html).group(1))
 
 
 def _images(resources, seen: set | None = None) -> list:
@@ -113,19 +156,35 @@ def printed(tmp_path_factory) -> dict:
     html_path = render_report(run)
     pdf = browser.render_pdf(html_path)
     reader = pypdf.PdfReader(pdf)
+    texts, heads = _page_texts(reader)
     return {
         "pdf": pdf,
+        "size": _printed_size(reader),
         "html": html_path.read_text(),
         "sizes": sizes,
         "images": [_images(page.get("/Resources")) for page in reader.pages],
-        "text": [_norm(page.extract_text() or "") for page in reader.pages],
+        "text": texts,
+        "heads": heads,
     }
 
 
 def test_the_pdf_has_a_plausible_number_of_pages(printed):
     pages = len(printed["text"])
-    assert 10 < pages < 80, pages  # 18 figures (most a half page or more), 8 tables and the prose
+    assert 8 < pages < 60, pages  # 14 figures (most a third of a page or more), 16 tables and the prose
     assert "Human Protein Atlas Image Classification" in printed["text"][0]
+
+
+def test_nothing_is_wider_than_the_page(printed):
+    """Chromium shrinks every page of a document that has anything wider than the page: the text is then printed
+    smaller than the print style says. The widest tables (the ablation, the pointing game per class) fit."""
+    assert printed["size"] == pytest.approx(_css_print_size(printed["html"]), abs=0.05)
+
+
+def test_every_page_but_the_first_names_the_synthetic_data_and_its_number(printed):
+    heads = printed["heads"]
+    assert heads[0] is None
+    for number, head in enumerate(heads[1:], start=2):
+        assert head and "synthetic data" in head and head.endswith(f"page {number} of {len(heads)}"), (number, head)
 
 
 def test_no_figure_is_cut_by_a_page_break(printed):
@@ -139,7 +198,7 @@ def test_no_figure_is_cut_by_a_page_break(printed):
     assert not split, f"images drawn on more than one page (cut by a page break): {split}"
 
     figures = re.findall(
-        r'<figure id="fig-([^"]+)"><img[^>]*><figcaption>(<span class="label">Figure \d+\.</span>.*?)</figcaption>',
+        r'<figure id="fig-([^"]+)"><img[^>]*><figcaption>(<span class="label">Figure A?\d+\.</span>.*?)</figcaption>',
         printed["html"],
         flags=re.S,
     )
@@ -149,7 +208,7 @@ def test_no_figure_is_cut_by_a_page_break(printed):
         pages = pages_of.get(size)
         assert pages and len(pages) == 1, f"figure {stem} ({size[0]}x{size[1]} px) on pages {pages}"
         (page,) = pages
-        label = re.match(r'<span class="label">(Figure \d+\.)</span>', caption).group(1)
+        label = re.match(r'<span class="label">(Figure A?\d+\.)</span>', caption).group(1)
         pattern = _caption_pattern(label, caption.split("</span>", 1)[1])
         assert re.search(pattern, printed["text"][page - 1]), f"{label} ({stem}): caption not on page {page}"
 
@@ -157,7 +216,7 @@ def test_no_figure_is_cut_by_a_page_break(printed):
 def _tables(html: str) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """(label, caption, header cells, body rows) of each table of the report."""
     found = re.findall(
-        r'<div class="table"><p class="caption"><span class="label">(Table \d+\.)</span>(.*?)</p>'
+        r'<div class="table"[^>]*><p class="caption"><span class="label">(Table A?\d+\.)</span>(.*?)</p>'
         r'<div class="table-wrap">(.*?)</div></div>',
         html,
         flags=re.S,
@@ -194,3 +253,14 @@ def test_no_short_table_is_cut_and_a_long_one_repeats_its_header(printed):
             assert re.match(head, texts[i]), f"{label}: page {i + 1} does not start with the repeated header"
         spans[len(rows)] = end - first + 1
     assert spans.get(LONG_TABLE_ROWS, 0) >= 2, f"the {LONG_TABLE_ROWS}-row table should span pages: {spans}"
+
+
+@pytest.mark.skipif(not (publish.SHIPPED_RUN / "results").is_dir(), reason="no shipped run in this checkout")
+def test_the_shipped_report_is_a_reports_length(tmp_path):
+    """The issue's "a report, not a log": the body at most 20 A4 pages, the whole at most 24 with the appendix."""
+    html = render_report(publish.SHIPPED_RUN, tmp_path / "report.html", figures_dir=publish.FIGURES_DIR)
+    reader = pypdf.PdfReader(browser.render_pdf(html))
+    texts, _ = _page_texts(reader)
+    appendix = next(i for i, text in enumerate(texts) if text.startswith("Appendix A: the full tables"))
+    assert appendix <= MAX_BODY_PAGES and len(texts) <= MAX_PAGES, (appendix, len(texts))
+    assert _printed_size(reader) == pytest.approx(_css_print_size(html.read_text()), abs=0.05)  # not shrunk to fit

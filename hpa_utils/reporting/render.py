@@ -31,36 +31,46 @@ from hpa_utils.reporting.results import (
     load_results,
     to_number,
 )
+from hpa_utils.studies.ensemble import SINGLE
 from hpa_utils.studies.tables import MISSING, TABLES, Table, format_value
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
-#: The report's figures in the order they appear, with their alt text. Figures the run wrote beyond these
-#: are shown at the end of the Experiments section.
+#: The figures the report shows, in the order they appear, with their alt text: the body's, then the appendix's
+#: (:data:`APPENDIX_FIGURES`). Figures the run wrote that neither this nor :data:`REPEATS` names are shown at
+#: the end of the appendix.
 FIGURES = {
     "eda_class_counts": "Bar chart: training images per class in this dataset and in Kaggle's training set",
-    "eda_labels_per_image": "Bar chart: how many images carry 1, 2, 3... labels",
     "eda_cooccurrence": "Heat map: how often two classes are labelled on the same image",
+    "eda_labels_per_image": "Bar chart: how many images carry 1, 2, 3... labels",
+    "eda_channel_stats": "Distribution of per-image mean intensity for each of the four channels",
     "eda_montage_rgb": "Sample images as RGB composites with their labels",
     "eda_montage_channels": "One sample shown channel by channel: microtubules, protein, nucleus, ER",
-    "eda_channel_stats": "Distribution of per-image mean intensity for each of the four channels",
     "eda_split_balance": "Per-class counts in the training and validation parts of the split",
     "fig1_base_models": "Training curves of the base models: loss and macro F1, training and validation",
-    "base_val_f1": "Validation macro F1 of each base model",
-    "fig2_stage_A": "Training curves of fine-tuning stage A (CNN part re-trained)",
-    "fig3_stage_B": "Training curves of fine-tuning stage B (dense head re-trained)",
-    "fig4_stage_C": "Training curves of fine-tuning stage C (dense head re-trained further)",
     "stages_continuous": "Training curves of one base model and its stages A, B and C on one continuous epoch axis",
     "models_val_f1": "Validation macro F1 of every trained model, by base model and stage",
     "ensemble_shift_sweep": "Ensemble macro F1 as a function of the weight shift",
-    "ensemble_comparison": "Macro F1 of single models and ensembles",
-    "thresholds": "Macro F1 of threshold choices on the fit half and on the hold-out half",
-    "per_class_f1": "F1 per class of the final ensemble",
-    "beyond_ablation": "Difference of each technique's macro F1 from the baseline's, with paired 95% intervals",
     "beyond_gradcam": "Grad-CAM maps of the best model over the protein channel, beside the reference stains",
+    "per_class_f1": "F1 per class of the final ensemble",
 }
-#: Figures of the sections after the experiments' "other figures": numbered after those.
-LATE_FIGURES = ("beyond_ablation", "beyond_gradcam")
+#: Of :data:`FIGURES`, those of the appendix (numbered A1, A2...; the run's unknown figures follow them).
+APPENDIX_FIGURES = ("per_class_f1",)
+#: Figures the notebooks write that the report leaves out, because a figure or a table it shows has the same
+#: content: (``"figure"`` or ``"table"``, the stem of that figure or the id of that table).
+REPEATS = {
+    "base_val_f1": ("figure", "models_val_f1"),  # its bars are the heat map's base-model column
+    "fig2_stage_A": ("figure", "stages_continuous"),  # the stages of one base model, each on its own axes
+    "fig3_stage_B": ("figure", "stages_continuous"),
+    "fig4_stage_C": ("figure", "stages_continuous"),
+    "ensemble_comparison": ("table", "ensemble_comparison"),  # every single model and ensemble, as numbers
+    "thresholds": ("table", "thresholds"),
+    "beyond_ablation": ("table", "ablation"),  # the ablation's differences and intervals
+}
+#: A table placed ``where="auto"`` with more rows than this goes to the appendix.
+SHORT_TABLE_ROWS = 12
+#: A table of more columns than this is printed smaller (class ``wide``), so that it fits the page's width.
+WIDE_COLUMNS = 9
 
 
 def _duration(seconds) -> str:
@@ -93,44 +103,98 @@ def not_available(what: str) -> Markup:
 
 
 class _Builder:
-    """Numbers figures (in :data:`FIGURES` order, so the prose can cite them first) and tables, each table's
-    columns shown as its declaration in :data:`hpa_utils.studies.tables.TABLES` says. ``strict``: a column no
-    declaration names raises :class:`UndeclaredColumnError` (the tests); else it is shown as text, with a
-    warning (a user's report still renders)."""
+    """Numbers figures (in :data:`FIGURES` order, fixed up front, so the prose can cite them first) and tables
+    (in the order the template shows them; ``labels``: the numbers of an earlier pass over the same template,
+    so that :meth:`tref` can cite a table before it is shown), each table's columns shown as its declaration in
+    :data:`hpa_utils.studies.tables.TABLES` says. The body's figures and tables are numbered 1, 2...; the
+    appendix's A1, A2... ``strict``: a column no declaration names raises :class:`UndeclaredColumnError` (the
+    tests); else it is shown as text, with a warning (a user's report still renders)."""
 
-    def __init__(self, results: dict, strict: bool = False):
+    def __init__(self, results: dict, strict: bool = False, labels: dict | None = None, uris: dict | None = None):
         self.results = results
         self.strict = strict
-        known = [stem for stem in FIGURES if stem in results["figures"] and stem not in LATE_FIGURES]
-        late = [stem for stem in LATE_FIGURES if stem in results["figures"]]
-        self.extra = [stem for stem in results["figures"] if stem not in FIGURES]
-        self.numbers = {stem: i for i, stem in enumerate(known + self.extra + late, start=1)}
-        self.last_figure = 0
+        figures = results["figures"]
+        self.extra = [stem for stem in figures if stem not in FIGURES and stem not in REPEATS]
+        body = [stem for stem in FIGURES if stem in figures and stem not in APPENDIX_FIGURES]
+        appendix = [stem for stem in APPENDIX_FIGURES if stem in figures] + self.extra
+        self.numbers = {stem: str(i) for i, stem in enumerate(body, start=1)}
+        self.numbers.update({stem: f"A{i}" for i, stem in enumerate(appendix, start=1)})
+        self.order = {stem: i for i, stem in enumerate(body + appendix)}
+        self.repeats = [(stem, *REPEATS[stem]) for stem in figures if stem in REPEATS]
+        self.last_figure = -1
         self.tables = 0
+        self.appendix: list[Markup] = []  # the tables placed in the appendix, in the order they were numbered
+        self.labels: dict[str, str] = {}  # table id -> its number, as numbered in this pass
+        self.known = labels or {}
+        self.uris = {} if uris is None else uris
 
-    def ref(self, stem: str) -> str:
-        return f"Figure {self.numbers[stem]}" if stem in self.numbers else "a figure not available in this run"
+    def ref(self, stem: str) -> Markup | str:
+        if stem not in self.numbers:
+            return "a figure not available in this run"
+        return Markup('<a href="#fig-{}">Figure {}</a>').format(stem, self.numbers[stem])
+
+    def tref(self, table_id: str, link: bool = True) -> Markup | str:
+        """``Table N`` for the table shown with ``id=table_id`` anywhere in the report, linked to it (``link``
+        False: plain text, for a caption)."""
+        label = self.labels.get(table_id) or self.known.get(table_id)
+        if label is None:
+            return "a table not available in this run"
+        if not link:
+            return f"Table {label}"
+        return Markup('<a href="#table-{}">Table {}</a>').format(table_id, label)
+
+    def in_appendix(self, table_id: str) -> bool:
+        return (self.labels.get(table_id) or self.known.get(table_id) or "").startswith("A")
 
     def figure(self, stem: str, caption: str = "") -> Markup:
         if stem not in self.numbers:
             return not_available(f"figures/{stem}.png")
-        number = self.numbers[stem]
-        if number <= self.last_figure:
+        if self.order[stem] <= self.last_figure:
             raise RuntimeError(f"figure {stem!r} rendered out of order; keep the template in FIGURES order")
-        self.last_figure = number
+        self.last_figure = self.order[stem]
         path = self.results["figures"][stem]
-        mime = mimetypes.guess_type(path.name)[0] or "image/png"
-        uri = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+        if path not in self.uris:
+            mime = mimetypes.guess_type(path.name)[0] or "image/png"
+            self.uris[path] = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
         alt = FIGURES.get(stem, stem.replace("_", " "))
         return Markup(
             '<figure id="fig-{}"><img src="{}" alt="{}"><figcaption><span class="label">Figure {}.'
             "</span> {}</figcaption></figure>"
-        ).format(stem, uri, alt, number, escape(caption))
+        ).format(stem, self.uris[path], alt, self.numbers[stem], escape(caption))
 
-    def table(self, key, caption: str = "", drop=(), columns=None, schema: str | Table | None = None) -> Markup:
+    def number(self, table_id: str, appendix: bool = False) -> str:
+        """The next table's number (``3``, or ``A2`` in the appendix), recorded for :meth:`tref`."""
+        if appendix:
+            label = f"A{len(self.appendix) + 1}"
+        else:
+            self.tables += 1
+            label = str(self.tables)
+        self.labels[table_id] = label
+        return label
+
+    def caption(self, table_id: str, caption: str) -> Markup:
+        """The numbered caption of a table the template writes itself (always in the body)."""
+        return Markup('<p class="caption"><span class="label">Table {}.</span> {}</p>').format(
+            self.number(table_id), escape(caption)
+        )
+
+    def table(
+        self,
+        key,
+        caption: str = "",
+        drop=(),
+        columns=None,
+        schema: str | Table | None = None,
+        where: str = "body",
+        id: str | None = None,  # noqa: A002  (the table's id in the page, for tref)
+    ) -> Markup:
         """Table ``key`` of the results (a key of :data:`TABLE_FILES`), or a DataFrame derived from one with its
         ``schema`` (the key of its declaration in :data:`~hpa_utils.studies.tables.TABLES`, or a
-        :class:`~hpa_utils.studies.tables.Table`), each column formatted by its declared kind."""
+        :class:`~hpa_utils.studies.tables.Table`), each column formatted by its declared kind.
+
+        ``where``: ``"body"`` shows it here; ``"appendix"`` keeps it for :meth:`appendix_tables` (numbered A1,
+        A2...) and shows nothing here; ``"auto"``: the appendix when it has more than :data:`SHORT_TABLE_ROWS`
+        rows. ``id`` (default: ``key``, or ``schema`` for a DataFrame) names it for :meth:`tref`."""
         declared = self._schema(key, schema)
         df = self.results.get(key) if isinstance(key, str) else key
         if df is None or not isinstance(df, pd.DataFrame):
@@ -139,9 +203,13 @@ class _Builder:
         if columns:
             df = df[[c for c in columns if c in df.columns]]
         kinds = self._kinds(declared, df.columns)
-        self.tables += 1
+        appendix = where == "appendix" or (where == "auto" and len(df) > SHORT_TABLE_ROWS)
+        table_id = id or (key if isinstance(key, str) else schema if isinstance(schema, str) else declared.file)
+        label = self.number(table_id, appendix)
         text_cols = [i for i, kind in enumerate(kinds, start=1) if kind == "text"]
-        classes = ["data"] + [f"left-{i}" for i in text_cols if i <= 12]
+        classes = (
+            ["data"] + [f"left-{i}" for i in text_cols if i <= 12] + (["wide"] if len(kinds) > WIDE_COLUMNS else [])
+        )
         body = df.rename(columns=_pretty).to_html(
             index=False,
             border=0,
@@ -149,10 +217,18 @@ class _Builder:
             na_rep=MISSING,
             formatters=[partial(format_value, kind) for kind in kinds],
         )
-        return Markup(
-            '<div class="table"><p class="caption"><span class="label">Table {}.</span> {}</p>'
+        html = Markup(
+            '<div class="table" id="table-{}"><p class="caption"><span class="label">Table {}.</span> {}</p>'
             '<div class="table-wrap">{}</div></div>'
-        ).format(self.tables, escape(caption), Markup(body))
+        ).format(table_id, label, escape(caption), Markup(body))
+        if appendix:
+            self.appendix.append(html)
+            return Markup("")
+        return html
+
+    def appendix_tables(self) -> Markup:
+        """The tables placed in the appendix, in their order."""
+        return Markup("\n").join(self.appendix)
 
     @staticmethod
     def _schema(key, schema: str | Table | None) -> Table:
@@ -270,6 +346,17 @@ def _shown_value(key: str, value, root: Path | None) -> str:
     return str(value)
 
 
+def _comparison_short(comparison: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The comparison's best single model (on validation) and its ensembles: the evidence of Section 4.4 (the
+    whole table, every single model, is in the appendix)."""
+    if not has_columns(comparison, "name", "role", "val_f1"):
+        return None
+    singles = comparison[comparison["role"] == SINGLE].dropna(subset=["val_f1"])
+    best = singles.loc[[singles["val_f1"].idxmax()]] if not singles.empty else singles
+    short = pd.concat([best, comparison[comparison["role"] != SINGLE]])
+    return short.drop(columns=[c for c in ("kind", "role", "seed") if c in short.columns])
+
+
 def _context_tables(results: dict, root: Path | None = None) -> dict:
     run = results.get("run") or {}
     params = flat_config(results.get("config") or run.get("config") or {})
@@ -292,7 +379,10 @@ def _context_tables(results: dict, root: Path | None = None) -> dict:
             shown += ["lift_vs_cellstain", "peak_on_pattern", "peak_cellstain", "peak_green", "peak_chance"]
         pointing = pointing[pointing["maps"] > 0][[c for c in shown if c in pointing.columns]]
     seeds = to_number(params.get("train.seeds"))
+    findings = (results.get("findings") or {}).get("findings") or []
     return {
+        "comparison_short": _comparison_short(results.get("ensemble_comparison")),
+        "finding_no": {f.get("key"): i for i, f in enumerate(findings, start=1) if isinstance(f, dict)},
         "n_seeds": int(seeds) if seeds else 1,
         "pointing_table": pointing if pointing is not None else "beyond_pointing",
         "pointing_facts": point_facts,
@@ -308,24 +398,39 @@ def _context_tables(results: dict, root: Path | None = None) -> dict:
 def render_html(results: dict, strict: bool = False) -> str:
     """The report's HTML text for already loaded ``results``. ``strict``: a table column that
     :data:`hpa_utils.studies.tables.TABLES` does not declare raises :class:`UndeclaredColumnError` (the tests
-    render so); else it is shown as text, with a warning."""
-    builder = _Builder(results, strict=strict)
+    render so); else it is shown as text, with a warning.
+
+    The template is rendered twice: the first pass numbers the tables, the second cites each by its number
+    wherever it is shown (the long ones in the appendix), before or after the citing sentence."""
     root = project_root(Path(results["output_dir"])) if results.get("output_dir") else None
-    return (
-        _environment(root)
-        .get_template("report.html.j2")
-        .render(
-            r=results,
-            facts=report_facts(results),
-            run=results.get("run") or {},
-            fig=builder.figure,
-            ref=builder.ref,
-            table=builder.table,
-            extra_figures=builder.extra,
-            **_context_tables(results, root),
-        )
-        .lstrip()
-    )
+    template = _environment(root).get_template("report.html.j2")
+    context = {
+        "r": results,
+        "facts": report_facts(results),
+        "run": results.get("run") or {},
+        **_context_tables(results, root),
+    }
+    labels: dict[str, str] = {}
+    uris: dict = {}
+    for first in (True, False):
+        builder = _Builder(results, strict=strict, labels=labels, uris=uris)
+        with warnings.catch_warnings():
+            if first:  # the second pass warns once for what both passes see
+                warnings.simplefilter("ignore")
+            html = template.render(
+                fig=builder.figure,
+                ref=builder.ref,
+                table=builder.table,
+                tref=builder.tref,
+                in_appendix=builder.in_appendix,
+                table_caption=builder.caption,
+                appendix_tables=builder.appendix_tables,
+                extra_figures=builder.extra,
+                repeats=builder.repeats,
+                **context,
+            )
+        labels = builder.labels
+    return html.lstrip()
 
 
 def render_report(
