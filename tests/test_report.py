@@ -406,17 +406,23 @@ def test_tables_are_rendered_with_three_decimals(fake_run):
     assert "/runs/quick/models" not in html  # the models table drops the path column
 
 
-def test_numbers_in_the_text_follow_models_csv(fake_run):
+def test_numbers_in_the_text_follow_models_csv_and_the_comparison(fake_run):
     text = _text(render_report(fake_run).read_text())
-    assert "The best single model on validation is v2-C (k3_heavy, stage C) with a macro F1 of 0.320" in text
-    assert "lies within 0.200–0.260" in text
+    best = "everywhere in this report), is v2-C with a macro F1 of 0.320"
+    assert best in text and "lies within 0.200–0.260" in text
+    path = fake_run / "results" / "ensemble_comparison.csv"  # one best model: by the comparison's rule
+    comparison = pd.read_csv(path)
+    comparison.loc[comparison.name == "v1-C", "val_f1"] = 0.777
+    comparison.to_csv(path, index=False)
+    text = _text(render_report(fake_run).read_text())
+    assert "everywhere in this report), is v1-C with a macro F1 of 0.777" in text and best not in text
+    (fake_run / "results" / "ensemble_comparison.csv").unlink()  # without it: the models' table at 0.5
     models_csv = fake_run / "results" / "models.csv"
     models = pd.read_csv(models_csv)
     models.loc[models.model == "v0-A", "val_macro_f1"] = 0.777
     models.to_csv(models_csv, index=False)
     text = _text(render_report(fake_run).read_text())
     assert "The best single model on validation is v0-A (k3, stage A) with a macro F1 of 0.777" in text
-    assert "0.320" not in text.split("The best single model")[1][:80]
 
 
 def test_ensemble_sentences_follow_the_comparison_and_the_findings(fake_run):
@@ -739,3 +745,16 @@ def test_a_run_without_notebook_05_has_no_beyond_section(tmp_path):
     out = make_fake_run(tmp_path / "run", beyond=False)
     text = _text(render_report(out).read_text())
     assert "Beyond the original" not in text and "6. Discussion" in text and "7. Conclusion" in text
+
+
+def test_fine_tuning_is_counted_per_base_model_and_seed_and_controls_apart():
+    from hpa_utils.reporting.facts import _model_facts
+
+    rows = [
+        {"model": f"v0{suffix}-s{seed}", "variant": 0, "stage": stage, "seed": seed, "val_macro_f1": f1}
+        for seed, scores in ((0, (0.20, 0.25, 0.30)), (1, (0.22, 0.21, 0.90)))
+        for (stage, suffix), f1 in zip((("base", ""), ("C", "-C"), ("ctl", "-ctl")), scores, strict=True)
+    ]
+    facts = _model_facts(pd.DataFrame(rows))
+    assert (facts["improved"], facts["compared"]) == (1, 2)  # seed 0's C beats its base, seed 1's does not
+    assert (facts["n"], facts["n_control"]) == (4, 2) and facts["best_name"] == "v0-C-s0"  # a control is no candidate

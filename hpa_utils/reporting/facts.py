@@ -29,8 +29,9 @@ def _model_facts(models: pd.DataFrame | None) -> dict | None:
     best = df.loc[df["val_macro_f1"].idxmax()]
     base, tuned = df[df["stage"] == BASE], df[df["stage"] != BASE]
     improved = compared = 0
-    if "variant" in df.columns:
-        for _, group in df.groupby("variant"):
+    if "variant" in df.columns:  # each base model: a variant, with a training seed when the run has several
+        keys = ["seed", "variant"] if "seed" in df.columns and df["seed"].notna().all() else ["variant"]
+        for _, group in df.groupby(keys):
             group = group[group["stage"].isin(STAGE_ORDER)]  # the table's stages only, in its order
             group = group.sort_values("stage", key=lambda stages: stages.map(stage_rank))
             if len(group) >= 2 and group["stage"].iloc[0] == BASE:
