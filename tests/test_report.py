@@ -758,3 +758,23 @@ def test_fine_tuning_is_counted_per_base_model_and_seed_and_controls_apart():
     facts = _model_facts(pd.DataFrame(rows))
     assert (facts["improved"], facts["compared"]) == (1, 2)  # seed 0's C beats its base, seed 1's does not
     assert (facts["n"], facts["n_control"]) == (4, 2) and facts["best_name"] == "v0-C-s0"  # a control is no candidate
+
+
+def test_the_chinese_names_are_set_in_an_embedded_font_that_has_their_glyphs(fake_run):
+    import base64
+    import io
+    import re
+
+    from fontTools.ttLib import TTFont
+
+    from hpa_utils.reporting import fonts
+
+    html = render_report(fake_run).read_text()
+    names = "".join(re.findall(r'<span lang="zh-Hant">([^<]+)</span>', html))
+    assert len(names) >= 6 and set(names) <= set(fonts.CJK_TEXT)
+    data = re.search(r'font-family: "' + fonts.FAMILY + r'"; src: url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)', html)
+    assert data, "the subset is embedded as a data URI"
+    font = TTFont(io.BytesIO(base64.b64decode(data.group(1))))
+    assert {ord(c) for c in names} <= set(font.getBestCmap()), "every character of the names has its glyph"
+    assert "Open Font License" in font["name"].getDebugName(13)
+    assert re.search(r':lang\(zh-Hant\) \{ font-family: "' + fonts.FAMILY + '"', html)

@@ -174,6 +174,12 @@ def test_the_pdf_has_a_plausible_number_of_pages(printed):
     assert "Human Protein Atlas Image Classification" in printed["text"][0]
 
 
+def test_the_chinese_names_are_printed_in_the_embedded_font(printed):
+    """The authors' names need a CJK font, which CI's machine does not have: the report's embedded subset
+    (hpa_utils/reporting/fonts) is the one the PDF uses for them."""
+    assert b"NotoSerifCJKtc" in printed["pdf"].read_bytes()
+
+
 def test_nothing_is_wider_than_the_page(printed):
     """Chromium shrinks every page of a document that has anything wider than the page: the text is then printed
     smaller than the print style says. The widest tables (the ablation, the pointing game per class) fit."""
