@@ -88,7 +88,7 @@ def test_smoke_run_executes_every_notebook_and_writes_figures_tables_submission_
     for table in TABLES:
         assert (out / "results" / table).stat().st_size > 10, table
     models = (out / "results" / "models.csv").read_text().splitlines()
-    assert len(models) == 1 + 2 * 4  # 2 base variants x (base + 3 stages)
+    assert len(models) == 1 + 2 * 4 + 1  # 2 base variants x (base + 3 stages), and the control of variant 0
     assert (out / "submission.csv").read_text().startswith("Id,Predicted\n")
     report = (out / "report" / "report.html").read_text()
     assert len(report) > 100_000
