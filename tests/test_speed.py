@@ -104,8 +104,10 @@ def test_the_work_plan_lists_the_configured_models_and_reads_the_split(tmp_path)
 
     config = resolve_config("smoke", output_dir=tmp_path / "run")
     jobs = model_jobs(config, 100, 30)
-    assert [job.name for job in jobs] == ["v0", "v0-A", "v0-B", "v0-C", "v1", "v1-A", "v1-B", "v1-C"]
-    assert [job.epochs for job in jobs[:4]] == [config.train.base.epochs, *config.train.stages.epochs.values()]
+    assert [job.name for job in jobs] == ["v0", "v0-A", "v0-B", "v0-C", "v0-ctl", "v1", "v1-A", "v1-B", "v1-C"]
+    stage_epochs = list(config.train.stages.epochs.values())
+    assert [job.epochs for job in jobs[:4]] == [config.train.base.epochs, *stage_epochs]
+    assert jobs[4].kind == "ctl" and jobs[4].epochs == sum(stage_epochs)  # the stages' epochs, without freezing
     plan = work_plan(config, processes=1)  # the data not generated yet: the preset's size, the share
     assert plan.jobs[0].n_val == round(config.synth.n_train * config.data.val_fraction)
     split = config.paths.make().split_file(config.seed, config.data.val_fraction)
