@@ -309,3 +309,43 @@ def test_fine_tuning_verdict_flips_when_the_gain_crosses_zero():
     up, down = findings.fine_tuning_raises(table, better, y), findings.fine_tuning_raises(table, worse, y)
     assert up.low > 0 and up.verdict == findings.REPRODUCED
     assert down.high < 0 and down.verdict == findings.NOT_REPRODUCED
+
+
+def test_ensemble_beats_members_flips_when_the_gain_over_the_best_member_crosses_zero():
+    rng = np.random.default_rng(12)
+    sets, labels = _sets(rng, noises=(0.3, 0.3, 0.3, 0.9))
+    [rep] = _replicates(sets, labels)
+    models = list(sets["val"])
+    fitted = {m: best_global_threshold(labels["val"], sets["val"][m])[1] for m in models}
+    # three equally good members with independent errors: their mean beats the best of them
+    averaged = dataclasses.replace(
+        rep, weights={m: (1.0 if m != models[3] else 0.0) for m in models}, fitted_val_f1=fitted,
+        threshold=best_global_threshold(labels["val"], np.mean([sets["val"][m] for m in models[:3]], axis=0))[0],
+    )  # fmt: skip
+    result = findings.ensemble_beats_members(sets, labels, [averaged])
+    assert result.verdict == findings.REPRODUCED and result.low > 0
+    # nearly all the weight on the noisy member: below the best member, the interval on the other side
+    noisy = dataclasses.replace(averaged, weights={m: (0.01 if m != models[3] else 1.0) for m in models}, threshold=0.5)
+    result = findings.ensemble_beats_members(sets, labels, [noisy])
+    assert result.verdict == findings.NOT_REPRODUCED and result.high < 0 and "other side" in result.why
+
+
+def test_shift_moves_public_follows_its_deciding_interval(monkeypatch):
+    from hpa_utils.evaluation.bootstrap import Interval
+
+    rng = np.random.default_rng(13)
+    sets, labels = _sets(rng)
+    reps = _replicates(sets, labels)
+    verdicts = {}
+    for name, (estimate, low, high) in {
+        "moves 0.02": (0.021, 0.012, 0.030),  # excludes 0 and includes the original's 0.02: reproduced
+        "includes 0": (0.004, -0.006, 0.013),
+        "moves, not by 0.02": (0.080, 0.060, 0.100),
+    }.items():
+        interval = Interval(estimate, low, high, n_images=300, n_resamples=2000)
+        monkeypatch.setattr(findings, "paired_f1_difference", lambda *a, _iv=interval, **k: _iv)
+        verdicts[name] = findings.shift_moves_public(sets, labels, reps, (0.34, 0.36), 0.02)
+    assert verdicts["moves 0.02"].verdict == findings.REPRODUCED
+    assert verdicts["includes 0"].verdict == findings.NOT_REPRODUCED and "includes 0" in verdicts["includes 0"].why
+    assert verdicts["moves, not by 0.02"].verdict == findings.NOT_REPRODUCED
+    assert "from the chosen shift" in verdicts["includes 0"].why

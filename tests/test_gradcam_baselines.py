@@ -273,3 +273,34 @@ def test_the_report_reads_with_one_class_scored(tmp_path):
     section = _text(render_html(load_results(out), strict=True)).split("6.2 Where the model looks")[1]
     assert "best (25 Cytosol) against the cell-stain map" in section and "worst ()" not in section
     assert "on the one class scored for Cytosol (2.0: lift 2.0 against 1.0)." in section
+
+
+def test_grad_cam_maps_the_best_single_model_by_the_comparisons_rule_never_a_control(tmp_path):
+    from hpa_utils.config.resolve import resolve_config
+    from hpa_utils.studies.tables import TABLES
+    from hpa_utils.studies.training import best_single_model
+
+    config = resolve_config("smoke", output_dir=tmp_path / "run", overrides={"train.seeds": 2})
+    names = ["v0-s0", "v0-C-s0", "v0-ctl-s0", "v1-C-s0", "v1-C-s1"]
+    table = pd.DataFrame(
+        {
+            "model": names,
+            "stage": ["base", "C", "ctl", "C", "C"],
+            "seed": [0, 0, 0, 0, 1],
+            "val_macro_f1": [0.1, 0.25, 0.40, 0.20, 0.5],  # at 0.5: a control, then another seed, lead
+            "path": [f"{n}.keras" for n in names],
+        }
+    )
+    # before notebook 04: the run seed's models but the control, by training's F1
+    assert best_single_model(table, config)["model"] == "v0-C-s0"
+    comparison = pd.DataFrame(
+        {
+            "seed": [0, 0, 0, 0, 1],
+            "name": ["v0-C-s0", "v1-C-s0", "v0-ctl-s0", "weighted (chosen)", "v1-C-s1"],
+            "role": ["single", "single", "single", "chosen", "single"],
+            "val_f1": [0.30, 0.33, 0.9, 0.99, 0.8],  # at their fitted thresholds v1-C-s0 is the best single
+        }
+    )
+    config.paths.results.mkdir(parents=True)
+    comparison.to_csv(config.paths.results / TABLES["ensemble_comparison"].file, index=False)
+    assert best_single_model(table, config)["model"] == "v1-C-s0"

@@ -149,9 +149,12 @@ def test_the_shipped_run_renders_strictly(shipped_results):
         html = render_html(shipped_results, strict=True)
     assert html.count('<table class="dataframe data') >= 8
     assert ">597,388<" in html  # params: a count, with separators
-    assert ">0.184<" in html and "0.18419" not in html  # validation F1: a score, 3 decimals
-    assert ">986.3<" in html  # train_seconds: 1 decimal
-    assert ">1,112<" in html  # class_counts.count
+    model = shipped_results["models"].iloc[0]
+    f1, seconds = float(model["val_macro_f1"]), float(model["train_seconds"])
+    assert f">{f1:.3f}<" in html and f"{f1:.5f}" not in html  # validation F1: a score, 3 decimals
+    assert f">{seconds:,.1f}<" in html  # train_seconds: 1 decimal
+    largest = int(shipped_results["class_counts"]["kaggle_count"].max())
+    assert largest >= 1000 and f">{largest:,}<" in html  # a count: thousands separators
     assert "<td>(5, 5, 3)</td>" in html  # variants' kernel size: text
 
 
@@ -166,9 +169,10 @@ def test_the_fake_run_of_the_report_tests_renders_strictly(tmp_path):
 def test_a_format_follows_the_declaration_not_the_name(shipped_results):
     """A column named like a score but declared a count is shown as a count: nothing is guessed."""
     results = dict(shipped_results)
-    results["models"] = shipped_results["models"].assign(epochs=shipped_results["models"]["epochs"] * 1000)
+    results["models"] = shipped_results["models"].assign(epochs=shipped_results["models"]["epochs"] * 1000 + 7)
     html = render_html(results, strict=True)
-    assert ">6,000<" not in html and ">6000<" in html  # epochs: a plain integer, declared so
+    shown = int(results["models"]["epochs"].iloc[0])
+    assert f">{shown:,}<" not in html and f">{shown}<" in html  # epochs: a plain integer, declared so
 
 
 def test_an_undeclared_column_fails_in_strict_mode_and_shows_as_text_otherwise(shipped_results):
@@ -188,7 +192,8 @@ def test_a_derived_frame_needs_its_schema(shipped_results):
     frame = shipped_results["class_counts"]
     with pytest.raises(TypeError, match="needs its schema"):
         builder.table(frame, "caption")
-    assert ">1,112<" in builder.table(frame, "caption", schema="class_counts")
-    assert ">1,112<" in builder.table(frame, "caption", schema=TABLES["class_counts"])
+    largest = int(frame["kaggle_count"].max())
+    assert f">{largest:,}<" in builder.table(frame, "caption", schema="class_counts")
+    assert f">{largest:,}<" in builder.table(frame, "caption", schema=TABLES["class_counts"])
     with pytest.raises(KeyError, match="no table 'nope'"):
         builder.table(frame, "caption", schema="nope")

@@ -330,11 +330,12 @@ def _figure_models(params: dict) -> dict:
     """Which base models Figures 1-4 show, by the notebooks' rule (02_baseline, 03_finetune)."""
     variants = params.get("train.variants")
     if not isinstance(variants, list) or not variants:
-        return {"fig1_variants": None, "stage_variant": None}
+        return {"fig1_variants": None, "stage_variant": None, "trained_variants": None}
     chosen = params.get("report.stage_figure_variant")
     return {
         "fig1_variants": [v for v in params.get("report.figure_variants") or [] if v in variants] or None,
         "stage_variant": chosen if chosen in variants else variants[0],
+        "trained_variants": variants,
     }
 
 

@@ -100,11 +100,18 @@ def load_results(output_dir: str | os.PathLike, figures_dir: str | os.PathLike |
     return results
 
 
+#: Tables that list every trained model: they keep every training seed's rows.
+EVERY_SEED = ("models",)
+
+
 def _run_seed_rows(results: dict) -> None:
-    """A run of several training seeds: each table the report shows keeps the run's seed's rows (its models,
-    its ensemble), and the whole table stays under ``<key>_all_seeds``; the findings carry every seed."""
+    """A run of several training seeds: the tables of one predictor's choice (the ensemble's sweep, members,
+    comparison and thresholds) keep the run's seed's rows, the one the submission comes from, and the whole table
+    stays under ``<key>_all_seeds``; the models table keeps every seed; the findings carry every seed."""
     seed = (results.get("config") or {}).get("seed")
     for key in TABLE_FILES:
+        if key in EVERY_SEED:
+            continue
         table = results.get(key)
         if isinstance(table, pd.DataFrame) and "seed" in table.columns and table["seed"].nunique() > 1:
             results[f"{key}_all_seeds"] = table

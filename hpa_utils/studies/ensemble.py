@@ -32,12 +32,9 @@ from hpa_utils.evaluation.thresholds import halves, threshold_study
 from hpa_utils.io import save_table, to_number, write_json_atomic
 from hpa_utils.original import ORIGINAL_REPORT
 from hpa_utils.studies import findings
+from hpa_utils.studies.tables import CHOSEN, EQUAL_ALL, GREEDY, SINGLE
 from hpa_utils.studies.training import run_models, training_data
 
-#: The ``role`` of each row of the comparison table (the report reads these, never the row's name): the single
-#: models, the F1-weighted ensemble (``chosen``: its shift chosen by ``ensemble.shift``), the greedy ensemble
-#: and equal weights over all models.
-SINGLE, CHOSEN, GREEDY, EQUAL_ALL = "single", "chosen", "greedy", "equal_all"
 ENSEMBLE_NAMES = {
     CHOSEN: "weighted (chosen)",
     GREEDY: "greedy forward selection",

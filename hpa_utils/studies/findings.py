@@ -418,7 +418,10 @@ def shift_moves_public(
         abs(interval.low), abs(interval.high)
     )
     span = f"{interval.estimate:+.3f} (95% interval {interval.low:+.3f} to {interval.high:+.3f})"
-    where = f"from the chosen shift {', '.join(f'{c:g}' for c in sorted(set(centres)))} to {step:g} above it"
+    if len(set(centres)) == 1:
+        where = f"from the chosen shift {centres[0]:.2f} to {centres[0] + step:.2f}"
+    else:  # one chosen shift per training seed
+        where = f"from each seed's chosen shift ({', '.join(f'{c:.2f}' for c in centres)}) to {step:g} above it"
     if not interval.excludes_zero():
         why = f"public change {span} {where}: the interval includes 0, so such a step does not measurably move it"
     elif size_ok:

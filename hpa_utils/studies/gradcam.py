@@ -41,7 +41,7 @@ from hpa_utils.data.labels import NUM_CLASSES, class_name
 from hpa_utils.evaluation.bootstrap import N_RESAMPLES, paired_mean_difference
 from hpa_utils.evaluation.metrics import binarize, f1_per_class, macro_f1
 from hpa_utils.io import save_table
-from hpa_utils.studies.training import run_models, training_data
+from hpa_utils.studies.training import best_single_model, training_data
 
 #: The share of a pattern's peak above which a pixel counts as on the pattern (pointing game).
 PATTERN_LEVEL = 0.2
@@ -273,9 +273,7 @@ def run_gradcam(config: RunConfig, log: Callable[[str], None] = print, batch_siz
     paths = config.paths
     data = training_data(config)
     source = open_dataset(config.data_dir)
-    table = models_table(paths.models)
-    table = run_models(table, config)
-    best_row = table.loc[table["val_macro_f1"].idxmax()]
+    best_row = best_single_model(models_table(paths.models), config)
     name = str(best_row["model"])
     probs = predict_models(
         {name: best_row["path"]}, {"val": (data.images, data.val_indices)}, paths.predictions, log=log

@@ -33,6 +33,12 @@ KINDS: Mapping[str, str] = MappingProxyType(
 MISSING = "—"
 
 
+#: The ``role`` of each row of the comparison table (the report reads these, never the row's name): the single
+#: models, the F1-weighted ensemble (``chosen``: its shift chosen by ``ensemble.shift``), the greedy ensemble
+#: and equal weights over all models.
+SINGLE, CHOSEN, GREEDY, EQUAL_ALL = "single", "chosen", "greedy", "equal_all"
+
+
 @dataclass(frozen=True)
 class Table:
     """One result table: its file under the run's ``results/`` and the kind (of :data:`KINDS`) of each column.

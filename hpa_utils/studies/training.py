@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from hpa_utils.config.run_config import RunConfig
-from hpa_utils.config.stages import STAGE_ORDER, STAGES
+from hpa_utils.config.stages import CONTROL, STAGE_ORDER, STAGES
 from hpa_utils.config.techniques import SWITCHES
 from hpa_utils.io import save_table, write_json_atomic
+from hpa_utils.studies.tables import SINGLE, TABLES
 from hpa_utils.training.cluster import ray_session, run_jobs_on_ray
 from hpa_utils.training.device import detect_device
 from hpa_utils.training.executor import plan_processes, run_jobs
@@ -224,3 +225,24 @@ def run_models(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     of other variants, or of another number of seeds)."""
     names = {job.name for job in model_jobs(config, 0, 0)}
     return table[table["model"].isin(names)].reset_index(drop=True)
+
+
+def best_single_model(table: pd.DataFrame, config: RunConfig) -> pd.Series:
+    """The run's best single model, one rule throughout the report: among the run seed's models of the variants
+    and stages (not Finding 2's controls), the best by validation F1 at its own best global threshold, as
+    notebook 04's comparison (``results/ensemble_comparison.csv``) scored it; before notebook 04 has run, the
+    best by the validation F1 of training (threshold 0.5). Returns the model's row of ``table``."""
+    rows = run_models(table, config)
+    rows = rows[rows["stage"].astype(str) != CONTROL.name]
+    if "seed" in rows.columns and rows["seed"].nunique() > 1:
+        rows = rows[rows["seed"] == config.seed]
+    path = config.paths.results / TABLES["ensemble_comparison"].file
+    if path.is_file():
+        comparison = pd.read_csv(path)
+        if "seed" in comparison.columns:
+            comparison = comparison[comparison["seed"] == config.seed]
+        singles = comparison[(comparison["role"] == SINGLE) & comparison["name"].isin(rows["model"])]
+        if not singles.empty:
+            name = singles.loc[singles["val_f1"].idxmax(), "name"]
+            return rows[rows["model"] == name].iloc[0]
+    return rows.loc[rows["val_macro_f1"].idxmax()]
