@@ -7,6 +7,7 @@ of stages; that module is plain data and imports no deep-learning library.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -409,12 +410,30 @@ def plot_stage_heatmap(table: pd.DataFrame, title: str = "Validation macro F1: b
         .pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="mean")
         .reindex(columns=stages)
     )
-    grid.columns = [STAGE_LABELS.get(s, s).replace(": ", "\n") for s in stages]
-    fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(stages) + 3), 0.55 * len(grid) + 2.5), layout="constrained")
+    annot: pd.DataFrame | bool = True
+    seeds = table["seed"].nunique() if "seed" in table.columns else 1
+    if seeds > 1:  # each cell: the mean over the training seeds, and below it their range
+        scores = table.assign(stage=table["stage"].astype(str))
+        low, high = (
+            scores.pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc=how).reindex(
+                columns=stages
+            )
+            for how in ("min", "max")
+        )
+        annot = grid.copy().astype(object)
+        for row in grid.index:
+            for col in grid.columns:
+                mean = grid.at[row, col]
+                annot.at[row, col] = (
+                    "" if pd.isna(mean) else f"{mean:.3f}\n{low.at[row, col]:.3f}–{high.at[row, col]:.3f}"
+                )
+        title = f"{title} (mean over {seeds} training seeds; their range below)"
+    grid.columns = ["\n".join(textwrap.wrap(STAGE_LABELS.get(s, s), width=18, break_on_hyphens=False)) for s in stages]
+    fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(stages) + 3), 0.7 * len(grid) + 2.8), layout="constrained")
     sns.heatmap(
         grid,
-        annot=True,
-        fmt=".3f",
+        annot=annot.to_numpy() if isinstance(annot, pd.DataFrame) else annot,
+        fmt="" if isinstance(annot, pd.DataFrame) else ".3f",
         cmap="viridis",
         ax=ax,
         linewidths=1,
