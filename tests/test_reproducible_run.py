@@ -1,6 +1,7 @@
 """One seed, one result: a second `hpa run` of the smoke preset into another folder writes the same results as the
-first, byte for byte (timings and the run's own paths aside). The plan of training jobs is the same in both runs:
-the number of threads a job trains with changes a model's last bits (see ``training.executor.plan_processes``)."""
+first, byte for byte (timings aside: a model's file is named relative to its run's folder). The plan of training
+jobs is the same in both runs: the number of threads a job trains with changes a model's last bits (see
+``training.executor.plan_processes``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import json
 import pandas as pd
 from conftest import FIRST_RESULTS
 
-#: Columns that hold how long something took, or where the run's own folder is.
-NOT_RESULTS = {"train_seconds", "path"}
-#: Files of the run's record (timings, the notebooks' log), not its results.
+#: Columns that hold how long something took.
+NOT_RESULTS = {"train_seconds"}
+#: The run's record (when it started, the notebooks' timings, where it ran), not its results.
 RECORDS = {"run.json"}
 
 

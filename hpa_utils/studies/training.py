@@ -7,13 +7,15 @@ returns a typed result that the notebook shows and plots.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from hpa_utils.config.run_config import RunConfig
+from hpa_utils.config.run_config import RunConfig, RunPaths
 from hpa_utils.config.stages import CONTROL, STAGE_ORDER, STAGES
 from hpa_utils.config.techniques import SWITCHES
 from hpa_utils.io import save_table, write_json_atomic
@@ -124,7 +126,7 @@ def train_base_models(config: RunConfig, log: Callable[[str], None] = print) -> 
     _train(config, jobs, log)
     table = run_models(models_table(paths.models), config)
     bases = table[table["stage"] == STAGE_ORDER[0]].reset_index(drop=True)
-    save_table(bases, paths.results / "base_models.csv")
+    _save_models(bases, paths, "base_models.csv")
     shown = [v for v in config.report.figure_variants if v in config.train.variants]
     seeds = config.training_seeds
     others = [s for s in seeds if s != config.seed]
@@ -174,7 +176,7 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
     )
     _train(config, jobs, log)
     table = run_models(models_table(paths.models), config)
-    save_table(table, paths.results / "models.csv")
+    _save_models(table, paths, "models.csv")
     variants = list(config.train.variants)
     shown = config.report.stage_figure_variant if config.report.stage_figure_variant in variants else variants[0]
     scores = table.pivot_table(index="variant", columns="stage", values="val_macro_f1", aggfunc="mean")
@@ -185,6 +187,13 @@ def fine_tune(config: RunConfig, log: Callable[[str], None] = print) -> FineTune
         figure_variant=shown,
         stage_histories={stage: (name, load_history(paths.models, name)) for stage, name in names.items()},
     )
+
+
+def _save_models(table: pd.DataFrame, paths: RunPaths, name: str) -> None:
+    """Save a table of models as ``results/<name>``, each model's file named relative to the run's folder: the
+    results name no folder of the machine, so two runs of one seed write the same bytes wherever they run."""
+    local = [Path(os.path.relpath(path, paths.output_dir)).as_posix() for path in table["path"]]
+    save_table(table.assign(path=local), paths.results / name)
 
 
 def _stage_settings(config: RunConfig, epochs: int) -> TrainSettings:
