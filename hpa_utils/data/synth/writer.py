@@ -16,26 +16,34 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hpa_utils.data.label_sets import train_label_sets
+from hpa_utils.data.label_sets import class_counts, train_label_sets
 from hpa_utils.data.labels import CHANNELS, multihot_to_target, target_to_multihot
 from hpa_utils.data.synth.render import render_channels
 from hpa_utils.errors import DataError
 from hpa_utils.io import write_text_atomic
 
 #: Bumped whenever the pictures or the labels change, so an old dataset is not mistaken for a new one (and the
-#: project's own datasets are regenerated). 3: label sets drawn from Kaggle's real ones, not class by class.
-GENERATOR_VERSION = 3
+#: project's own datasets are regenerated). 3: label sets drawn from Kaggle's real ones, not class by class;
+#: 4: drawn by systematic sampling, a scaled copy of Kaggle's label sets.
+GENERATOR_VERSION = 4
 MANIFEST = "synth.json"
 _SPLIT_CODES = {"train": 0, "test": 1}
 
 
 def sample_labels(rng: np.random.Generator, n: int, prior_shift: float = 0.0) -> list[list[int]]:
-    """Draw the label sets of ``n`` images from the label sets of Kaggle's training set.
+    """Draw the label sets of ``n`` images from the label sets of Kaggle's training set: a scaled copy of them.
 
-    Each image gets one of the 577 real sets (:func:`~hpa_utils.data.label_sets.train_label_sets`), drawn
-    independently with probability proportional to ``count ** (1 - prior_shift)``: at 0 (train, and test by
-    default) the real frequencies, so the classes occur together as in Kaggle's data (lysosomes only with
-    endosomes, the mitotic classes together); at 1 every real set equally likely.
+    Each image gets one of the 577 real sets (:func:`~hpa_utils.data.label_sets.train_label_sets`), with
+    probability proportional to ``count ** (1 - prior_shift)``: at 0 (train, and test by default) the real
+    frequencies, so the classes occur together as in Kaggle's data (lysosomes only with endosomes, the mitotic
+    classes together); at 1 every real set equally likely.
+
+    The sets are drawn by systematic sampling (Madow 1949), not one by one: laid end to end, each as long as
+    its expected count ``n * p``, in the order of :func:`_nested_order` (rarest class first), and hit by ``n``
+    points one apart from a uniform start, then shuffled. Each set keeps its probability, but a class's count,
+    and the count of a rare class together with another, is within one of its expected count instead of
+    Poisson-scattered around it: at 3,000 images the 21-in-31,072 microtubule ends are 2 images (drawn one by
+    one: none for 10% of 200 seeds tried, 5 or more for 8%), so Kaggle's label structure holds in a small set.
 
     Args:
         rng: the random generator to draw from.
@@ -43,11 +51,25 @@ def sample_labels(rng: np.random.Generator, n: int, prior_shift: float = 0.0) ->
         prior_shift: 0..1, the tilt toward rare sets.
 
     Returns:
-        ``n`` ascending lists of class ids.
+        ``n`` ascending lists of class ids, in random order.
     """
     kaggle = train_label_sets()
-    drawn = rng.choice(len(kaggle.sets), size=int(n), p=kaggle.probabilities(prior_shift))
+    order = _nested_order(kaggle.sets)
+    ends = np.concatenate([[0.0], np.cumsum(int(n) * kaggle.probabilities(prior_shift)[order])])
+    ends[-1] = int(n)  # no rounding can lose the last point
+    points = rng.random() + np.arange(int(n))
+    counts = np.diff(np.searchsorted(points, ends))  # the points in [ends[i], ends[i + 1])
+    drawn = np.repeat(order, counts)
+    rng.shuffle(drawn)
     return [list(kaggle.sets[i]) for i in drawn]
+
+
+def _nested_order(sets: Sequence[Sequence[int]]) -> np.ndarray:
+    """The sets ordered by the classes they hold, rarest class first: those with the rarest class together
+    (among them those with the next rarest, and so on), then the rest by the same rule, so that systematic
+    sampling keeps each rare class's count, and its pairs with the next rarer ones, within one of expected."""
+    rarity = np.argsort(class_counts(), kind="stable")
+    return np.array(sorted(range(len(sets)), key=lambda i: tuple(c not in sets[i] for c in rarity)))
 
 
 def make_ids(rng: np.random.Generator, n: int) -> list[str]:
