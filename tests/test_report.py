@@ -47,7 +47,9 @@ def _png(path: Path, seed: int, size=(160, 100)) -> None:
     image.save(path)
 
 
-def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True, beyond: bool = True) -> Path:
+def make_fake_run(
+    out_dir: Path, *, kind: str = "synthetic", scores: bool = True, beyond: bool = True, overrides: dict | None = None
+) -> Path:
     """A small, plausible run output directory: every result file and figure the report reads.
 
     Args:
@@ -55,6 +57,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
         kind: "synthetic" or "real" (run.json's dataset kind).
         scores: whether public/private scores exist (False: as on real Kaggle data, no solution file).
         beyond: whether notebook 05 ran (``beyond.run``) and wrote its files.
+        overrides: further run parameters (dotted keys).
     """
     results, figures = out_dir / "results", out_dir / "figures"
     results.mkdir(parents=True)
@@ -69,6 +72,7 @@ def make_fake_run(out_dir: Path, *, kind: str = "synthetic", scores: bool = True
             "seed": 7,
             "train.variants": [0, 1, 2],
             "beyond.run": beyond,
+            **(overrides or {}),
         },
         data_dir="/data/synthetic",
         output_dir=out_dir,
@@ -739,6 +743,32 @@ def test_beyond_section_states_the_ablation_and_the_pointing_game_from_its_files
     # the last figure of the body: the extra one is in the appendix (the builder raises if out of order)
     n_body = len(FIGURES) - len(APPENDIX_FIGURES)
     assert f"Figure {n_body}. Grad-CAM of v2-C" in section and "Figure A" not in section
+
+
+def _with_label_ratio_row(run: Path) -> Path:
+    table = pd.read_csv(run / "results" / "beyond_ablation.csv")
+    row = table[table["key"] == "focal"].assign(key="label_ratio", technique="thresholds by label ratio")
+    pd.concat([table, row]).to_csv(run / "results" / "beyond_ablation.csv", index=False)
+    summary = json.loads((run / "results" / "beyond.json").read_text())
+    extra = {**next(r for r in summary["rows"] if r["key"] == "focal"), "key": "label_ratio"}
+    summary["rows"].append({**extra, "technique": "thresholds by label ratio"})
+    (run / "results" / "beyond.json").write_text(json.dumps(summary))
+    return run
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_label_ratio_thresholds_say_whether_the_test_prior_is_the_training_one(tmp_path, shift):
+    run = make_fake_run(tmp_path / "run", overrides={"synth.test_prior_shift": shift})
+    text = _text(render_report(run).read_text())
+    assert "label-ratio thresholds" not in text.split("6.1 Do the winners")[1].split("6.2 Where")[0]  # none ran
+    text = _text(render_report(_with_label_ratio_row(run)).read_text())
+    section = text.split("6.1 Do the winners")[1].split("6.2 Where")[0]
+    same = "the training and test labels come from one sampler, so that rate is the test images' own prior"
+    tilted = "drawn with a tilted prior ( synth.test_prior_shift 0.5), so the training rate"
+    assert (same in section, tilted in section) == ((False, True) if shift else (True, False))
+    data = text.split("2.1 Images and labels")[1].split("2.2 Augmentation")[0]
+    assert "label set drawn whole from the label sets of Kaggle's training set" in data
+    assert ("test images' sets were drawn with a tilted prior" in data) == bool(shift)
 
 
 def test_a_run_without_notebook_05_has_no_beyond_section(tmp_path):
