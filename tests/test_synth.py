@@ -290,7 +290,8 @@ def test_the_sampler_reproduces_the_real_cooccurrence_exactly():
 def test_mitotic_classes_come_together(drawn):
     """Lifts within a factor of 2 of the real ones at 3,000 images, as `hpa synth` draws them. Microtubule ends
     are 21 of 31,072 images: 2 in 3,000, so their lift is 29 when one of the two has the bridge, 0 or 59
-    otherwise; systematic sampling gets one for 171 of 200 seeds (drawing one by one: 94), and for this one."""
+    otherwise; systematic sampling gets one for 172 of 200 `hpa synth` seeds (drawing one by one: 94), and for
+    this one."""
     for a, b in ((MT_ENDS, BRIDGE), (BRIDGE, SPINDLE)):
         real = label_sets.lift(a, b)
         assert real > 20 and real / 2 <= label_sets.lift(a, b, drawn) <= 2 * real, (a, b)
